@@ -1,0 +1,49 @@
+"""The ``disbench`` command line.
+
+Each sub-command lives in its own module with ``add_parser(subparsers)``;
+plugins add theirs through the ``register_commands`` hook. User errors
+(:class:`disbench.errors.DisbenchError`) print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .. import __version__
+from ..errors import DisbenchError
+
+BUILTIN_COMMANDS = ("train", "evaluate", "plugins", "data")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    from ..plugins import get_host
+
+    parser = argparse.ArgumentParser(prog="disbench", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"disbench {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for name in BUILTIN_COMMANDS:
+        module = importlib.import_module(f".{name}_cmd", __name__)
+        module.add_parser(subparsers)
+    get_host().register_commands(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except DisbenchError as exc:
+        print(f"disbench {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"disbench {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

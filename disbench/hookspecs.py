@@ -1,0 +1,48 @@
+"""The hooks a disbench plugin may implement.
+
+Each registration hook receives a :class:`disbench.registry.Registry` and adds
+to it (``registry.add(name, obj)``). Plugins are loaded, and these hooks run,
+before any gin file is parsed, so whatever a plugin registers can be bound
+from gin.
+"""
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("disbench")
+hookimpl = pluggy.HookimplMarker("disbench")
+
+
+@hookspec
+def register_models(registry):
+    """Add model classes: ``registry.add("name", ModelClass)``.
+
+    A model class subclasses :class:`disbench.models.VAEModel`.
+    """
+
+
+@hookspec
+def register_schedulers(registry):
+    """Add β-scheduler classes (see :class:`disbench.schedulers.BetaScheduler`)."""
+
+
+@hookspec
+def register_setpoints(registry):
+    """Add KL set-point classes (see :class:`disbench.schedulers.Setpoint`)."""
+
+
+@hookspec
+def register_metrics(registry):
+    """Add metric classes (see :mod:`disbench.metrics`)."""
+
+
+@hookspec
+def register_datasets(registry):
+    """Add dataset factories: ``factory(data_root=None) -> ImageDataset``."""
+
+
+@hookspec
+def register_commands(subparsers):
+    """Add CLI sub-commands to the ``disbench`` argparse ``subparsers``.
+
+    A command sets ``func=callable(args) -> int`` as its parser default.
+    """

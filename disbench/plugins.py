@@ -1,0 +1,157 @@
+"""Plugin discovery and loading.
+
+The harness's own baselines are a plugin like any other; third-party plugins
+are found through the ``disbench`` entry-point group. A plugin that fails to
+import or to register is recorded with its error and left out; the harness
+keeps working. ``DISBENCH_DISABLE_PLUGINS=name1,name2`` skips named plugins.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import traceback
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+import pluggy
+
+from . import __version__, hookspecs
+from .registry import Registry
+
+ENTRY_POINT_GROUP = "disbench"
+DISABLE_ENV = "DISBENCH_DISABLE_PLUGINS"
+BUILTIN_PLUGINS = {"disbench.baselines": "disbench.baselines"}
+
+# registry kind -> the hook that fills it
+REGISTRY_HOOKS = {
+    "models": "register_models",
+    "schedulers": "register_schedulers",
+    "setpoints": "register_setpoints",
+    "metrics": "register_metrics",
+    "datasets": "register_datasets",
+}
+_SINGULAR = {"models": "model", "schedulers": "scheduler", "setpoints": "set point",
+             "metrics": "metric", "datasets": "dataset"}
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    version: str | None = None
+    module: str | None = None
+    error: str | None = None
+    disabled: bool = False
+    contributes: dict[str, list[str]] = field(default_factory=dict)
+
+    def as_json(self) -> dict:
+        return {"name": self.name, "version": self.version, "error": self.error,
+                "disabled": self.disabled, "module": self.module, "contributes": self.contributes}
+
+
+class PluginHost:
+    """Loads plugins once and holds the registries they filled."""
+
+    def __init__(self, *, entry_points: bool = True, extra_plugins: dict[str, Any] | None = None):
+        self.pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
+        self.pm.add_hookspecs(hookspecs)
+        self.registries = {kind: Registry(_SINGULAR[kind]) for kind in REGISTRY_HOOKS}
+        self.plugins: dict[str, PluginInfo] = {}
+        disabled = disabled_plugin_names()
+
+        candidates: list[tuple[PluginInfo, Any]] = []
+        for name, module_name in BUILTIN_PLUGINS.items():
+            candidates.append((PluginInfo(name, __version__, module_name), lambda m=module_name: importlib.import_module(m)))
+        if entry_points:
+            for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+                version = getattr(ep.dist, "version", None) if getattr(ep, "dist", None) else None
+                candidates.append((PluginInfo(ep.name, version, ep.value), ep.load))
+        for name, obj in (extra_plugins or {}).items():
+            candidates.append((PluginInfo(name, None, getattr(obj, "__name__", repr(obj))), lambda o=obj: o))
+
+        for info, load in candidates:
+            if info.name in self.plugins:
+                info.error = f"a plugin named {info.name!r} is already loaded (from {self.plugins[info.name].module})"
+                self.plugins[info.name + " (duplicate)"] = info
+                continue
+            self.plugins[info.name] = info
+            if info.name in disabled:
+                info.disabled = True
+                continue
+            try:
+                plugin = load()
+                self.pm.register(plugin, name=info.name)
+            except Exception as exc:  # a broken plugin must not break the harness
+                info.error = _describe(exc)
+                continue
+            self._register_contributions(info)
+
+    def _register_contributions(self, info: PluginInfo) -> None:
+        """Run one plugin's registration hooks; on failure undo all it added."""
+        try:
+            for kind, hook_name in REGISTRY_HOOKS.items():
+                registry = self.registries[kind]
+                for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+                    if impl.plugin_name != info.name:
+                        continue
+                    registry.current_source = info.name
+                    try:
+                        impl.function(registry=registry)
+                    finally:
+                        registry.current_source = "<direct>"
+        except Exception as exc:
+            for registry in self.registries.values():
+                registry.remove_source(info.name)
+            self.pm.unregister(name=info.name)
+            info.error = _describe(exc)
+            return
+        info.contributes = {kind: reg.names(source=info.name) for kind, reg in self.registries.items()
+                            if reg.names(source=info.name)}
+
+    def registry(self, kind: str) -> Registry:
+        return self.registries[kind]
+
+    def register_commands(self, subparsers) -> None:
+        """Let each loaded plugin add CLI sub-commands; a failing one is reported."""
+        for impl in self.pm.hook.register_commands.get_hookimpls():
+            try:
+                impl.function(subparsers=subparsers)
+            except Exception as exc:
+                self.plugins[impl.plugin_name].error = f"register_commands: {_describe(exc)}"
+
+    def as_json(self) -> dict:
+        out: dict[str, Any] = {"plugins": [p.as_json() for p in self.plugins.values()]}
+        out.update({kind: reg.names() for kind, reg in self.registries.items()})
+        return out
+
+
+def disabled_plugin_names() -> set[str]:
+    return {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
+
+
+def _describe(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+_HOST: PluginHost | None = None
+
+
+def get_host() -> PluginHost:
+    """The process-wide plugin host, loaded on first use."""
+    global _HOST
+    if _HOST is None:
+        _HOST = PluginHost()
+    return _HOST
+
+
+def set_host(host: PluginHost | None) -> None:
+    """Replace the process-wide host (tests use this to load test plugins)."""
+    global _HOST
+    _HOST = host
+
+
+def get_registry(kind: str) -> Registry:
+    return get_host().registry(kind)
