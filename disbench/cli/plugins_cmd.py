@@ -1,0 +1,28 @@
+"""``disbench plugins``: what is loaded and what each plugin contributes."""
+
+from __future__ import annotations
+
+import json
+
+from ..plugins import get_host
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("plugins", help="list plugins and what they register")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run_plugins)
+
+
+def run_plugins(args) -> int:
+    host = get_host()
+    if args.json:
+        print(json.dumps(host.as_json(), indent=2))
+        return 0
+    for info in host.plugins.values():
+        state = "disabled" if info.disabled else ("FAILED" if info.error else "loaded")
+        print(f"{info.name} {info.version or ''} [{state}] ({info.module})")
+        if info.error:
+            print(f"    error: {info.error}")
+        for kind, names in info.contributes.items():
+            print(f"    {kind}: {', '.join(names)}")
+    return 0

@@ -1,0 +1,283 @@
+"""Gin configuration of a run: the protocol, the run settings, and parsing.
+
+A **protocol** (``gin/protocols/NAME.gin``) fixes everything models are
+compared under: dataset, architecture, batch, steps, optimizer, evaluation.
+Its settings (with the dataset's and metrics' gin bindings) hash to the
+**protocol fingerprint**; runs are only compared under one fingerprint.
+A **run** adds the model and the seed.
+
+Parse order (later bindings win): the model's defaults ``gin/models/MODEL.gin``,
+the protocol, ``--gin_file`` files, ``--gin_param`` bindings, then the CLI's
+own options (``--steps``, ``--dataset``, ``--seed``, ``--model``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import gin
+
+from .errors import DisbenchError
+
+# Protocol fields that change how a run is carried out, not what is compared.
+NOT_FINGERPRINTED = ("data_root", "log_every", "checkpoint_every")
+
+
+@gin.configurable
+@dataclass(frozen=True)
+class Protocol:
+    """The settings every model in a comparison shares."""
+
+    dataset: str = "dsprites_synth"
+    data_root: str | None = None
+    latent_dim: int = 10
+    batch_size: int = 128
+    steps: int = 1_500_000
+    lr: float = 1e-4
+    adam_betas: tuple = (0.9, 0.99)
+    metrics: tuple = ("rmig", "mig")
+    eval_every: int = 0          # also evaluate metrics every N steps (paper Fig. 6); 0: only at the end
+    log_every: int = 100
+    checkpoint_every: int = 5_000
+
+    def __post_init__(self):
+        for name in ("latent_dim", "batch_size", "steps", "log_every", "checkpoint_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise DisbenchError(f"Protocol.{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.eval_every, int) or self.eval_every < 0:
+            raise DisbenchError(f"Protocol.eval_every must be an integer >= 0, got {self.eval_every!r}")
+        if not self.lr > 0:
+            raise DisbenchError(f"Protocol.lr must be > 0, got {self.lr!r}")
+        if len(self.adam_betas) != 2 or not all(0 <= b < 1 for b in self.adam_betas):
+            raise DisbenchError(f"Protocol.adam_betas must be two numbers in [0, 1), got {self.adam_betas!r}")
+        object.__setattr__(self, "adam_betas", tuple(float(b) for b in self.adam_betas))
+        object.__setattr__(self, "metrics", tuple(self.metrics))
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@gin.configurable
+@dataclass(frozen=True)
+class Run:
+    """What varies between runs of one protocol: the model and the seed."""
+
+    model: str | None = None
+    seed: int = 0
+    scheduler: str | None = None  # a registered β scheduler overriding the model's default
+
+    def __post_init__(self):
+        if not self.model:
+            raise DisbenchError("no model chosen: pass --model NAME or bind Run.model = 'NAME'")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise DisbenchError(f"Run.seed must be an integer >= 0, got {self.seed!r}")
+
+
+# -- locating gin files -------------------------------------------------------
+
+def gin_search_path() -> list[Path]:
+    """Folders searched for ``protocols/NAME.gin`` and ``models/NAME.gin``."""
+    path = [Path(p) for p in os.environ.get("DISBENCH_GIN_PATH", "").split(os.pathsep) if p]
+    path.append(Path.cwd() / "gin")
+    path.append(Path(__file__).resolve().parent.parent / "gin")  # a source checkout
+    path.append(Path(sys.prefix) / "share" / "disbench" / "gin")  # an installed copy
+    seen, out = set(), []
+    for p in path:
+        if p.resolve() not in seen:
+            seen.add(p.resolve())
+            out.append(p)
+    return out
+
+
+def available(kind: str) -> list[str]:
+    names = set()
+    for folder in gin_search_path():
+        names.update(p.stem for p in (folder / kind).glob("*.gin"))
+    return sorted(names)
+
+
+def find_gin(kind: str, name: str) -> Path | None:
+    for folder in gin_search_path():
+        candidate = folder / kind / f"{name}.gin"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def resolve_protocol(name_or_file: str) -> Path:
+    """A protocol name (``gin/protocols/NAME.gin``) or a path to a .gin file."""
+    as_path = Path(name_or_file)
+    if as_path.suffix == ".gin" or os.sep in name_or_file:
+        if not as_path.is_file():
+            raise DisbenchError(f"protocol file {name_or_file} does not exist")
+        return as_path
+    found = find_gin("protocols", name_or_file)
+    if found is None:
+        known = available("protocols")
+        msg = f"unknown protocol {name_or_file!r}; known: {', '.join(known) or '(none)'}"
+        close = difflib.get_close_matches(name_or_file, known, n=1)
+        raise DisbenchError(msg + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return found
+
+
+# -- parsing --------------------------------------------------------------------
+
+@dataclass
+class ConfigSources:
+    """Everything a run's configuration is parsed from, in order."""
+
+    protocol: str | None = None
+    gin_files: Sequence[str] = ()
+    gin_params: Sequence[str] = ()
+    overrides: dict = dataclasses.field(default_factory=dict)  # 'Configurable.param' -> value
+
+
+def parse_sources(sources: ConfigSources, *, model: str | None = None) -> str:
+    """Parse a run's configuration into gin's global state; return the model name.
+
+    Plugins must be loaded before this (their configurables must exist).
+    """
+    from .plugins import get_host
+
+    get_host()
+    files: list[Path] = []
+    if sources.protocol:
+        files.append(resolve_protocol(sources.protocol))
+    for f in sources.gin_files:
+        if not Path(f).is_file():
+            raise DisbenchError(f"gin file {f} does not exist")
+        files.append(Path(f))
+
+    def parse_all(model_defaults: Path | None) -> None:
+        gin.clear_config()
+        if model_defaults is not None:
+            _parse_file(model_defaults)
+        for f in files:
+            _parse_file(f)
+        for binding in sources.gin_params:
+            _parse_binding(binding)
+        for key, value in sources.overrides.items():
+            if value is not None:
+                gin.bind_parameter(key, value)
+
+    parse_all(None)
+    chosen = model or _query("Run.model")
+    if chosen:
+        gin.bind_parameter("Run.model", chosen)
+        defaults = find_gin("models", chosen)
+        if defaults is not None:
+            parse_all(defaults)
+            gin.bind_parameter("Run.model", chosen)
+    return chosen
+
+
+def parse_saved_config(path: Path) -> None:
+    """Re-create a run's configuration from its saved ``config.gin``."""
+    from .plugins import get_host
+
+    get_host()
+    gin.clear_config()
+    _parse_file(path)
+
+
+def _query(key: str):
+    try:
+        return gin.query_parameter(key)
+    except ValueError:
+        return None
+
+
+def _parse_file(path: Path) -> None:
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise DisbenchError(f"cannot read gin file {path}: {exc.strerror}") from None
+    try:
+        gin.parse_config(text)
+    except Exception as exc:
+        raise DisbenchError(f"gin file {path}: {_explain(exc)}") from None
+
+
+def _parse_binding(binding: str) -> None:
+    try:
+        gin.parse_config(binding)
+    except Exception as exc:
+        raise DisbenchError(f"--gin_param {binding!r}: {_explain(exc)}") from None
+
+
+def _explain(exc: Exception) -> str:
+    """gin's message, first line, plus the closest known configurable if it names one."""
+    text = str(exc).strip() or type(exc).__name__
+    first = text.splitlines()[0]
+    for line in text.splitlines()[1:]:
+        if line.strip().startswith("In ") and "line" in line:
+            first += f" ({line.strip()[3:]})"
+            break
+    if first.startswith("No configurable matching"):
+        wanted = first.split("'")[1] if "'" in first else ""
+        known = known_configurables()
+        close = difflib.get_close_matches(wanted, known, n=1)
+        first += f" Known configurables include: {', '.join(known[:40])}"
+        if close:
+            first += f" (did you mean {close[0]!r}?)"
+        first += ". Is the plugin that provides it loaded? (see `disbench plugins`)"
+    elif isinstance(exc, SyntaxError) or "EOF" in first:
+        first = f"syntax error: {first}"
+    return first
+
+
+def known_configurables() -> list[str]:
+    # gin has no public listing; its registry's keys are the complete selectors.
+    registry = getattr(gin.config, "_REGISTRY", None)
+    selectors = getattr(registry, "_selector_map", {}) or {}
+    return sorted({s.split(".")[-1] for s in selectors})
+
+
+# -- building ---------------------------------------------------------------------
+
+def build_protocol() -> Protocol:
+    return _call_configurable(Protocol)
+
+
+def build_run() -> Run:
+    return _call_configurable(Run)
+
+
+def _call_configurable(cls):
+    try:
+        return cls()
+    except DisbenchError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise DisbenchError(f"{cls.__name__}: {exc}") from None
+
+
+def fingerprint(protocol: Protocol, extra: dict | None = None) -> str:
+    """Hash of the protocol-owned settings (and ``extra``: dataset/metric bindings)."""
+    payload = {k: v for k, v in protocol.as_dict().items() if k not in NOT_FINGERPRINTED}
+    payload["extra"] = extra or {}
+    blob = json.dumps(payload, sort_keys=True, default=repr)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def bindings_of(objs: Iterable) -> dict:
+    """gin bindings currently set for each configurable in ``objs`` (by name)."""
+    out = {}
+    for obj in objs:
+        try:
+            bound = gin.get_bindings(obj)
+        except (ValueError, TypeError, KeyError):
+            continue
+        if bound:
+            name = getattr(obj, "__name__", repr(obj))
+            out[name] = {k: repr(v) for k, v in sorted(bound.items())}
+    return out

@@ -1,0 +1,73 @@
+"""Evaluation: encode a dataset with a trained model and run registered metrics."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .builders import build_dataset, build_model
+from .config import build_protocol, build_run, parse_saved_config
+from .errors import DisbenchError
+from .metrics import Representation
+from .plugins import get_registry
+from .runs import CONFIG_NAME, load_results, update_results
+from .training.checkpoint import CHECKPOINT_NAME, load_checkpoint
+
+
+def evaluate_model(model, dataset, metric_names, *, seed: int, device, progress: bool = False) -> dict:
+    """Run each metric on ``model``'s encoding of ``dataset``; results by name.
+
+    Training's random streams are left untouched (metrics may draw their own
+    samples), so evaluating mid-run does not change the run.
+    """
+    registry = get_registry("metrics")
+    metrics = [(name, registry.get(name)) for name in metric_names]  # unknown names fail before work
+    model.eval()
+    representation = Representation(model.encode, dataset.images, device=device, progress=progress)
+    results = {}
+    numpy_state = np.random.get_state()
+    with torch.random.fork_rng(devices=[device] if torch.device(device).type == "cuda" else []):
+        for name, metric_cls in metrics:
+            try:
+                metric = metric_cls()
+            except (TypeError, ValueError) as exc:
+                raise DisbenchError(f"metric {name!r}: {exc}") from None
+            started = time.perf_counter()
+            result = dict(metric(representation, dataset, seed=seed))
+            result["seconds"] = round(time.perf_counter() - started, 3)
+            results[name] = result
+    np.random.set_state(numpy_state)
+    return results
+
+
+def evaluate_run(run_dir: Path, metric_names=None, *, device, progress: bool | None = None) -> dict:
+    """Evaluate a finished run's final checkpoint and merge into its results.json."""
+    run_dir = Path(run_dir)
+    results = load_results(run_dir)
+    if results.get("status") != "complete":
+        raise DisbenchError(
+            f"{run_dir} is not a finished run (status {results.get('status')!r}); "
+            "finish it with `disbench train --resume --out DIR` first"
+        )
+    parse_saved_config(run_dir / CONFIG_NAME)
+    protocol, run = build_protocol(), build_run()
+    names = list(metric_names or protocol.metrics)
+    if not names:
+        raise DisbenchError("no metrics to evaluate: pass --metrics a,b or set Protocol.metrics")
+    dataset = build_dataset(protocol)
+    model = build_model(run, protocol, dataset).to(device)
+    model.load_state_dict(load_checkpoint(run_dir / CHECKPOINT_NAME, map_location=device)["model"])
+    show = progress if progress is not None else None
+    evaluated = evaluate_model(model, dataset, names, seed=run.seed, device=device,
+                               progress=bool(show) if show is not None else _tty())
+    merged = {**results.get("metrics", {}), **evaluated}
+    return update_results(run_dir, metrics=merged)
+
+
+def _tty() -> bool:
+    import sys
+
+    return sys.stderr.isatty()

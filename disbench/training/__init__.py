@@ -1,0 +1,1 @@
+"""One training loop for every model, with checkpoints and a scalar log."""

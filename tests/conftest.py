@@ -1,0 +1,36 @@
+import os
+from pathlib import Path
+
+import gin
+import pytest
+import torch
+
+from disbench.plugins import PluginHost, set_host
+
+TESTS = Path(__file__).parent
+TOY_PROTOCOL = str(TESTS / "gin" / "toy.gin")
+
+torch.set_num_threads(1)  # tests are tiny; one thread keeps CPU results reproducible and fast
+os.environ.setdefault("DISBENCH_NO_PROGRESS", "1")
+
+
+@pytest.fixture
+def toy_host():
+    """The harness with its built-ins and the test-only toy plugin, no entry points."""
+    from tests import toy_plugin
+
+    host = PluginHost(entry_points=False, extra_plugins={"toy": toy_plugin})
+    set_host(host)
+    yield host
+    set_host(None)
+    gin.clear_config()
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch):
+    """Each test runs in its own folder with its own cache; gin starts empty."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DISBENCH_CACHE", str(tmp_path / "cache"))
+    gin.clear_config()
+    yield
+    gin.clear_config()

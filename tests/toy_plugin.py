@@ -1,0 +1,91 @@
+"""A test-only disbench plugin: a tiny ground-truth dataset, a toy metric and
+models that misbehave on purpose. It exercises the harness without dvae_plugin."""
+
+from __future__ import annotations
+
+import gin
+import numpy as np
+import torch
+
+from disbench.data import FactorGridDataset, ImageDataset
+from disbench.hookspecs import hookimpl
+from disbench.metrics import require_factors
+from disbench.models import VAEModel
+
+TOY_FACTORS = {"pos_x": 6, "pos_y": 6, "size": 2}
+
+
+def toy_images(sizes=TOY_FACTORS) -> torch.Tensor:
+    """White squares on black, one per factor combination, in grid order."""
+    nx, ny, ns = sizes["pos_x"], sizes["pos_y"], sizes["size"]
+    images = np.zeros((nx, ny, ns, 64, 64), dtype=np.uint8)
+    for ix in range(nx):
+        for iy in range(ny):
+            for s in range(ns):
+                half = 6 + 4 * s
+                cx, cy = 12 + ix * 8, 12 + iy * 8
+                images[ix, iy, s, cy - half:cy + half, cx - half:cx + half] = 255
+    return torch.from_numpy(images.reshape(-1, 1, 64, 64))
+
+
+@gin.configurable("toy_squares")
+def toy_squares(data_root=None):
+    return FactorGridDataset(
+        name="toy_squares", images=toy_images(), source="generated: tests/toy_plugin.py",
+        factor_names=tuple(TOY_FACTORS), factor_sizes=tuple(TOY_FACTORS.values()),
+    )
+
+
+def toy_unlabelled(data_root=None):
+    return ImageDataset(name="toy_unlabelled", images=toy_images()[:16], source="generated", likelihood="gaussian")
+
+
+@gin.configurable
+class ToyMetric:
+    """Mean absolute correlation between each factor and its best latent mean."""
+
+    def __init__(self, num_samples: int = 50):
+        self.num_samples = num_samples
+
+    def __call__(self, representation, dataset, *, seed):
+        require_factors(dataset, "toy_metric")
+        rng = np.random.default_rng(seed)
+        idx = dataset.sample_indices(self.num_samples, rng)
+        mu, _ = representation.encode(idx)
+        factors = dataset.factors[idx].astype(float)
+        per = {}
+        for k, name in enumerate(dataset.factor_names):
+            corr = [abs(np.corrcoef(mu[:, j], factors[:, k])[0, 1]) for j in range(mu.shape[1])]
+            per[name] = float(np.nan_to_num(np.max(corr)))
+        return {"score": float(np.mean(list(per.values()))), "per_factor": per, "num_samples": self.num_samples}
+
+
+@gin.configurable
+class DivergingVAE(VAEModel):
+    """A VAE whose loss turns NaN from step ``diverge_at`` on (tests the NaN guard)."""
+
+    def __init__(self, diverge_at: int = 5, scheduler=None, **arch):
+        self.diverge_at = diverge_at
+        super().__init__(scheduler=scheduler, **arch)
+
+    def loss(self, terms, beta, step):
+        loss, extras = super().loss(terms, beta, step)
+        if step >= self.diverge_at:
+            loss = loss * float("nan")
+        return loss, extras
+
+
+@hookimpl
+def register_datasets(registry):
+    registry.add("toy_squares", toy_squares)
+    registry.add("toy_unlabelled", toy_unlabelled)
+
+
+@hookimpl
+def register_metrics(registry):
+    registry.add("toy_metric", ToyMetric)
+
+
+@hookimpl
+def register_models(registry):
+    registry.add("toy_diverging", DivergingVAE)
