@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from dataclasses import dataclass
+
 from .builders import build_dataset, build_model
-from .config import build_protocol, build_run, parse_saved_config
+from .config import Protocol, Run, build_protocol, build_run, parse_saved_config
+from .data import ImageDataset
 from .errors import DisbenchError
 from .metrics import Representation
 from .plugins import get_registry
@@ -43,8 +47,20 @@ def evaluate_model(model, dataset, metric_names, *, seed: int, device, progress:
     return results
 
 
-def evaluate_run(run_dir: Path, metric_names=None, *, device, progress: bool | None = None) -> dict:
-    """Evaluate a finished run's final checkpoint and merge into its results.json."""
+@dataclass
+class TrainedRun:
+    """A finished run rebuilt from its directory: config, data and trained model."""
+
+    run_dir: Path
+    results: dict
+    protocol: Protocol
+    run: Run
+    dataset: ImageDataset
+    model: torch.nn.Module
+
+
+def load_trained(run_dir: Path, *, device="cpu") -> TrainedRun:
+    """Rebuild a finished run (its saved gin config, dataset and final weights)."""
     run_dir = Path(run_dir)
     results = load_results(run_dir)
     if results.get("status") != "complete":
@@ -54,20 +70,19 @@ def evaluate_run(run_dir: Path, metric_names=None, *, device, progress: bool | N
         )
     parse_saved_config(run_dir / CONFIG_NAME)
     protocol, run = build_protocol(), build_run()
-    names = list(metric_names or protocol.metrics)
-    if not names:
-        raise DisbenchError("no metrics to evaluate: pass --metrics a,b or set Protocol.metrics")
     dataset = build_dataset(protocol)
     model = build_model(run, protocol, dataset).to(device)
     model.load_state_dict(load_checkpoint(run_dir / CHECKPOINT_NAME, map_location=device)["model"])
-    show = progress if progress is not None else None
-    evaluated = evaluate_model(model, dataset, names, seed=run.seed, device=device,
-                               progress=bool(show) if show is not None else _tty())
-    merged = {**results.get("metrics", {}), **evaluated}
-    return update_results(run_dir, metrics=merged)
+    model.eval()
+    return TrainedRun(run_dir, results, protocol, run, dataset, model)
 
 
-def _tty() -> bool:
-    import sys
-
-    return sys.stderr.isatty()
+def evaluate_run(run_dir: Path, metric_names=None, *, device, progress: bool | None = None) -> dict:
+    """Evaluate a finished run's final checkpoint and merge into its results.json."""
+    trained = load_trained(run_dir, device=device)
+    names = list(metric_names or trained.protocol.metrics)
+    if not names:
+        raise DisbenchError("no metrics to evaluate: pass --metrics a,b or set Protocol.metrics")
+    evaluated = evaluate_model(trained.model, trained.dataset, names, seed=trained.run.seed, device=device,
+                               progress=sys.stderr.isatty() if progress is None else progress)
+    return update_results(run_dir, metrics={**trained.results.get("metrics", {}), **evaluated})

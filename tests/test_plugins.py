@@ -3,8 +3,6 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
-
 from disbench.hookspecs import hookimpl
 from disbench.plugins import PluginHost
 

@@ -195,3 +195,14 @@ def test_evaluate_refuses_unfinished_runs(toy_host, capsys):
     Path("run/results.json").write_text(json.dumps(results))
     assert main(["evaluate", "run", "--device", "cpu"]) == 2
     assert "not a finished run" in capsys.readouterr().err
+
+
+def test_atomic_files_get_normal_permissions(tmp_path):
+    from disbench.io import atomic_write_json
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_json(tmp_path / "r.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o644
