@@ -33,7 +33,9 @@ class RegionGrid:
 def region_grid(a, g_prime, kp=None, ki=None, n=240, decades_below=4, decades_above=1):
     """Spectral radius and paper verdict on a log grid around the boundary (and the gains)."""
     kp_scale, ki_scale = gain_scales(a, g_prime)
-    kp_lo, kp_hi = kp_scale * 10.0**-decades_below, kp_scale * 10.0**decades_above
+    # the Ki boundary is flat for Kp below about Ki's scale: start the Kp axis under both
+    kp_lo = min(kp_scale * 10.0**-decades_below, ki_scale * 10.0**-2)
+    kp_hi = kp_scale * 10.0**decades_above
     ki_lo, ki_hi = ki_scale * 10.0**-decades_below, ki_scale * 10.0**decades_above
     if kp:  # show the chosen gains, with half a decade to spare
         kp_lo, kp_hi = min(kp_lo, kp / 3), max(kp_hi, kp * 3)
@@ -75,9 +77,11 @@ def plot_region(a: float, g_prime: float, path, kp=None, ki=None, n=240):
                Patch(color="#fbeaa5", label="stable, Eq. 19 fails"),
                Patch(color="#f4d6d6", label="unstable")]
     if kp is not None and ki is not None:
-        ax.plot([kp], [ki], marker="*", color="C3", ms=14, ls="none")
+        shown_kp = kp if kp > 0 else grid.kp[0]  # Kp = 0 has no place on a log axis
+        ax.plot([shown_kp], [ki], marker="*", color="C3", ms=14, ls="none", clip_on=False)
+        edge = "" if kp > 0 else " (at the left edge)"
         handles.append(Line2D([], [], marker="*", color="C3", ms=10, ls="none",
-                              label=f"Kp = {kp:g}, Ki = {ki:g}"))
+                              label=f"Kp = {kp:g}, Ki = {ki:g}{edge}"))
     ax.set(xlabel="Kp", ylabel="Ki", title=f"Stable region of the PI loop, a = {a:.3g}, g' = {g_prime:.3g}")
     ax.legend(handles=handles, fontsize=8, loc="lower left")
     return save_png(fig, path), grid
