@@ -1,14 +1,25 @@
-"""The harness's built-in baselines, registered as an ordinary plugin."""
+"""The harness's built-in baselines (SPEC §6), registered as an ordinary plugin."""
 
 from ..hookspecs import hookimpl
 from ..schedulers import ConstantBeta
+from .betatcvae import BetaTCVAE
+from .betavae_b import BetaVAEB
+from .factorvae import FactorVAE
 from .vae import VAE, BetaVAEH
+
+MODELS = {
+    "vae": VAE,
+    "betavae_h": BetaVAEH,
+    "betavae_b": BetaVAEB,
+    "factorvae": FactorVAE,
+    "betatcvae": BetaTCVAE,
+}
 
 
 @hookimpl
 def register_models(registry):
-    registry.add("vae", VAE)
-    registry.add("betavae_h", BetaVAEH)
+    for name, cls in MODELS.items():
+        registry.add(name, cls)
 
 
 @hookimpl
