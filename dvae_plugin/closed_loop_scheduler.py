@@ -136,8 +136,8 @@ class ClosedLoopBetaScheduler:
             ops, y_in = _TensorMath, self._tensor_input(kl)
         else:
             ops, y_in = _FloatMath, self._float_input(kl)
+        c = self.setpoint.value(self.t + 1)
         self.t += 1
-        c = self.setpoint.value(self.t)
         self._kl_window.push(y_in)
         y = self._kl_window.mean()
         e = c - y
