@@ -189,7 +189,8 @@ def test_tensor_path_returns_the_kl_dtype_and_ignores_its_graph(cls):
     beta = s.step(kl * 2)
     assert beta.dtype == torch.float32 and beta.dim() == 0 and not beta.requires_grad
     f = cls()
-    assert beta.item() == torch.tensor(f.step(float(torch.tensor(0.5, dtype=torch.float32))), dtype=torch.float32).item()
+    kl32 = float(torch.tensor(0.5, dtype=torch.float32))  # the float32 KL, exactly, as a double
+    assert beta.item() == torch.tensor(f.step(kl32), dtype=torch.float32).item()
 
 
 @pytest.mark.parametrize("cls", SCHEDULERS)

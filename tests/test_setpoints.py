@@ -157,7 +157,8 @@ def test_bad_arguments_fail_at_construction_naming_the_parameter(cls, kwargs, me
 
 def test_gin_binds_setpoints_by_class_name(clean_gin):
     gin.parse_config("HybridAnnealing.period = 600\nHybridAnnealing.ramp = 100\nConstantSetpoint.value = 7.0")
-    assert HybridAnnealing().config["period"] == 600 and HybridAnnealing().value(650) == pytest.approx(0.5 + 0.15 * 51 / 100)
+    assert HybridAnnealing().config["period"] == 600
+    assert HybridAnnealing().value(650) == pytest.approx(0.5 + 0.15 * 51 / 100)  # 51 ramp steps: 600..650
     assert ConstantSetpoint().value(1) == 7.0
 
 
