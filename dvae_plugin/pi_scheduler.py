@@ -1,0 +1,52 @@
+"""DynamicVAE's incremental non-linear PI controller of β (SPEC §3; paper Eq. 8–11, Algorithm 1)."""
+
+from __future__ import annotations
+
+import gin
+
+from .arg_checks import real
+from .closed_loop_scheduler import ClosedLoopBetaScheduler
+from .setpoints import HybridAnnealing
+
+
+@gin.configurable
+class PIBetaScheduler(ClosedLoopBetaScheduler):
+    """β(t) from the incremental PI law of SPEC §3::
+
+        e    = C(t) − y(t)                     y: mean of the last `window` KLs, zero-filled
+        dP   = kp · (σ(−e) − σ(−e_prev))
+        dI   = −ki · e,  or 0 if beta_prev < beta_min   (anti-windup on the UN-clamped β)
+        beta = beta_prev + dP + dI             stored un-clamped
+        β(t) = max(beta, beta_min)
+
+    ``beta_prev`` starts at ``beta_init``, ``e_prev`` at 0. ``setpoint``: a set point,
+    a zero-argument factory of one, or a registered name; None means
+    ``HybridAnnealing()``. Defaults: paper appendix A (dSprites β(0) = 150).
+    """
+
+    name = "pi"
+
+    def __init__(self, kp: float = 0.01, ki: float = 0.005, beta_init: float = 150.0,
+                 beta_min: float = 0.1, window: int = 5, setpoint=None):
+        owner = type(self).__name__
+        self.kp = real(owner, "kp", kp, gt=0)
+        self.ki = real(owner, "ki", ki, gt=0)
+        self.beta_min = real(owner, "beta_min", beta_min, gt=0)
+        self.beta_init = real(owner, "beta_init", beta_init)
+        if self.beta_init < self.beta_min:
+            raise ValueError(f"{owner}.beta_init must be >= beta_min ({self.beta_min!r}), got {self.beta_init!r}")
+        super().__init__(window=window, setpoint=setpoint, default_setpoint=HybridAnnealing)
+        self.config = {"name": self.name, "kp": self.kp, "ki": self.ki, "beta_init": self.beta_init,
+                       "beta_min": self.beta_min, "window": self.window,
+                       "setpoint": self._setpoint_config()}
+
+    def _initial_state(self) -> dict[str, float]:
+        return {"beta_prev": self.beta_init, "e_prev": 0.0}
+
+    def _control(self, e, ops):
+        s = self._vars
+        d_p = self.kp * (ops.sigmoid_neg(e) - ops.sigmoid_neg(s["e_prev"]))
+        d_i = ops.where(s["beta_prev"] < self.beta_min, 0.0, -self.ki * e)
+        beta = s["beta_prev"] + d_p + d_i
+        s["beta_prev"], s["e_prev"] = beta, e
+        return beta

@@ -1,0 +1,119 @@
+"""KL set points C(t) (SPEC §5): hybrid (step + ramp), step, and constant annealing.
+
+Each is a closed form of the step index t >= 1, so it holds no state and a
+resumed run needs nothing from it; ``state_dict`` / ``load_state_dict`` exist
+because the scheduler interface asks every part for them.
+
+Rounding: the closed forms sum ``start + k·step + r·step/ramp``, which can land
+an ulp away from what exact (decimal) accumulation gives. A value within
+1e-12 (relative) of ``stop`` counts as having reached it, so the step at which
+C first equals ``stop`` is the one exact arithmetic gives (for the default
+hybrid: t = 780,999), not one shifted by rounding.
+"""
+
+from __future__ import annotations
+
+import gin
+
+from .arg_checks import integer, real, training_step
+
+_REACHED_STOP_RTOL = 1e-12
+
+
+def _capped(c: float, stop: float) -> float:
+    """C never exceeds ``stop``; a value within rounding of it is ``stop`` itself."""
+    return stop if c >= stop - _REACHED_STOP_RTOL * max(1.0, abs(stop)) else c
+
+
+class _StatelessSetpoint:
+    config: dict
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if not isinstance(state, dict):
+            raise ValueError(f"{type(self).__name__}.load_state_dict expects a dict, got {type(state).__name__}")
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config.items() if k != "name")
+        return f"{type(self).__name__}({args})"
+
+
+@gin.configurable
+class HybridAnnealing(_StatelessSetpoint):
+    """DynamicVAE's hybrid annealing (SPEC §5, paper §3 and Fig. 7).
+
+    C starts at ``start``; at every step t with ``t >= period`` and
+    ``t % period < ramp`` it grows by ``step / ramp``; it never exceeds ``stop``.
+    With the defaults C is 0.5 for t < 6000, rises by 0.15 over t = 6000..6999,
+    holds until t = 12000, and so on.
+    """
+
+    def __init__(self, start: float = 0.5, stop: float = 20.0, step: float = 0.15,
+                 period: int = 6000, ramp: int = 1000):
+        owner = type(self).__name__
+        self.start = real(owner, "start", start, ge=0)
+        self.stop = real(owner, "stop", stop)
+        if self.stop < self.start:
+            raise ValueError(f"{owner}.stop must be >= start ({self.start!r}), got {self.stop!r}")
+        self.step = real(owner, "step", step, ge=0)
+        self.ramp = integer(owner, "ramp", ramp, ge=1)
+        self.period = integer(owner, "period", period, ge=1)
+        if self.period <= self.ramp:
+            # a ramp as long as the period never holds C: that is a ramp, not hybrid annealing
+            raise ValueError(f"{owner}.period must be > ramp ({self.ramp}), got {self.period}")
+        self.config = {"name": "hybrid", "start": self.start, "stop": self.stop, "step": self.step,
+                       "period": self.period, "ramp": self.ramp}
+
+    def increments(self, t: int) -> int:
+        """How many ``step / ramp`` increments C has received by step t (uncapped)."""
+        periods_begun = t // self.period  # ramps k = 1..periods_begun have started by t
+        if periods_begun == 0:
+            return 0
+        in_current_ramp = min(self.ramp, t - periods_begun * self.period + 1)
+        return (periods_begun - 1) * self.ramp + in_current_ramp
+
+    def value(self, t: int) -> float:
+        t = training_step(type(self).__name__, t)
+        whole_ramps, partial = divmod(self.increments(t), self.ramp)
+        # whole ramps as multiples of `step`, so C lands on start + k·step exactly where it can
+        c = self.start + whole_ramps * self.step + partial * self.step / self.ramp
+        return _capped(c, self.stop)
+
+
+@gin.configurable
+class StepAnnealing(_StatelessSetpoint):
+    """Step annealing (SPEC §5; ControlVAE, DynamicVAE-step ablation).
+
+    C starts at ``start`` and grows by ``step`` at every t with ``t % period == 0``,
+    capped at ``stop``.
+    """
+
+    def __init__(self, start: float = 0.5, stop: float = 20.0, step: float = 0.15, period: int = 5000):
+        owner = type(self).__name__
+        self.start = real(owner, "start", start, ge=0)
+        self.stop = real(owner, "stop", stop)
+        if self.stop < self.start:
+            raise ValueError(f"{owner}.stop must be >= start ({self.start!r}), got {self.stop!r}")
+        self.step = real(owner, "step", step, ge=0)
+        self.period = integer(owner, "period", period, ge=1)
+        self.config = {"name": "step", "start": self.start, "stop": self.stop, "step": self.step,
+                       "period": self.period}
+
+    def value(self, t: int) -> float:
+        t = training_step(type(self).__name__, t)
+        return _capped(self.start + (t // self.period) * self.step, self.stop)
+
+
+@gin.configurable
+class ConstantSetpoint(_StatelessSetpoint):
+    """C(t) = ``value`` for every step (SPEC §5)."""
+
+    def __init__(self, value: float):
+        self.constant = real(type(self).__name__, "value", value, ge=0)
+        self.config = {"name": "constant", "value": self.constant}
+
+    def value(self, t: int) -> float:
+        training_step(type(self).__name__, t)
+        return self.constant
