@@ -8,6 +8,32 @@ from disbench.hookspecs import hookimpl
 
 
 @hookimpl
+def register_models(registry):
+    from .models import MODELS
+
+    for name, cls in MODELS.items():
+        registry.add(name, cls)
+
+
+@hookimpl
+def register_schedulers(registry):
+    from .pi_scheduler import PIBetaScheduler
+    from .positional_pi import PositionalPIBetaScheduler
+
+    registry.add("pi", PIBetaScheduler)
+    registry.add("positional_pi", PositionalPIBetaScheduler)
+
+
+@hookimpl
+def register_setpoints(registry):
+    from .setpoints import ConstantSetpoint, HybridAnnealing, StepAnnealing
+
+    registry.add("hybrid", HybridAnnealing)
+    registry.add("step", StepAnnealing)
+    registry.add("constant", ConstantSetpoint)
+
+
+@hookimpl
 def register_commands(subparsers):
     from .stability.cli import add_parser
 

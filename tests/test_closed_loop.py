@@ -9,7 +9,7 @@ import pytest
 from dvae_plugin.pi_scheduler import PIBetaScheduler
 from dvae_plugin.positional_pi import PositionalPIBetaScheduler
 from dvae_plugin.setpoints import HybridAnnealing, StepAnnealing
-from plant_model import KLPlant, run_closed_loop
+from tests.plant_model import KLPlant, run_closed_loop
 
 # settles at 20 nats only for β ≈ 0.83: tracking the top set point needs β < 1
 PLANT = KLPlant(a=0.1, amplitude=30.0, rate=0.5, floor=0.2)
