@@ -34,3 +34,15 @@ def _isolated(tmp_path, monkeypatch):
     gin.clear_config()
     yield
     gin.clear_config()
+
+
+@pytest.fixture
+def full_host():
+    """Every installed plugin (entry points: dvae_plugin, the example) plus the toy plugin."""
+    from tests import toy_plugin
+
+    host = PluginHost(entry_points=True, extra_plugins={"toy": toy_plugin})
+    set_host(host)
+    yield host
+    set_host(None)
+    gin.clear_config()
