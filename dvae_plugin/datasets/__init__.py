@@ -1,0 +1,25 @@
+"""The paper's datasets as disbench dataset factories.
+
+``DATASETS`` maps a dataset name to ``factory(data_root=None, **options) ->
+ImageDataset``; the plugin registers it through ``register_datasets``.
+
+Gin: each factory is configurable under its dataset name, in the module
+``dvae_plugin.datasets``, so options bind as ``dsprites_synth.factor_sizes =
+(3, 6, 40, 8, 8)`` or ``dsprites.path = '/data/dsprites.npz'`` (the full
+``dvae_plugin.datasets.dsprites`` form disambiguates if another configurable
+shares the name). An argument passed explicitly wins over a binding, so
+callers pass ``data_root`` only when the user gave one.
+
+Options (besides ``data_root``):
+
+* ``dsprites_synth``: ``factor_sizes``, ``cache``, ``progress``
+"""
+
+from . import dsprites_synth
+from ._files import GIN_MODULE
+
+DATASETS = {
+    "dsprites_synth": dsprites_synth.dsprites_synth,
+}
+
+__all__ = ["DATASETS", "GIN_MODULE"]
