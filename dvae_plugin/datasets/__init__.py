@@ -12,13 +12,15 @@ callers pass ``data_root`` only when the user gave one.
 
 Options (besides ``data_root``):
 
+* ``dsprites``: ``path``, ``allow_subgrid``
 * ``dsprites_synth``: ``factor_sizes``, ``cache``, ``progress``
 """
 
-from . import dsprites_synth
+from . import dsprites, dsprites_synth
 from ._files import GIN_MODULE
 
 DATASETS = {
+    "dsprites": dsprites.dsprites,
     "dsprites_synth": dsprites_synth.dsprites_synth,
 }
 
