@@ -14,14 +14,16 @@ Options (besides ``data_root``):
 
 * ``dsprites``: ``path``, ``allow_subgrid``
 * ``dsprites_synth``: ``factor_sizes``, ``cache``, ``progress``
+* ``mnist``: ``path``, ``labels_path``, ``split``, ``placement``, ``threshold``
 """
 
-from . import dsprites, dsprites_synth
+from . import dsprites, dsprites_synth, mnist
 from ._files import GIN_MODULE
 
 DATASETS = {
     "dsprites": dsprites.dsprites,
     "dsprites_synth": dsprites_synth.dsprites_synth,
+    "mnist": mnist.mnist,
 }
 
 __all__ = ["DATASETS", "GIN_MODULE"]
