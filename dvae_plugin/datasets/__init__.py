@@ -15,15 +15,17 @@ Options (besides ``data_root``):
 * ``dsprites``: ``path``, ``allow_subgrid``
 * ``dsprites_synth``: ``factor_sizes``, ``cache``, ``progress``
 * ``mnist``: ``path``, ``labels_path``, ``split``, ``placement``, ``threshold``
+* ``chairs3d``: ``path``, ``cache``, ``progress``
 """
 
-from . import dsprites, dsprites_synth, mnist
+from . import chairs3d, dsprites, dsprites_synth, mnist
 from ._files import GIN_MODULE
 
 DATASETS = {
     "dsprites": dsprites.dsprites,
     "dsprites_synth": dsprites_synth.dsprites_synth,
     "mnist": mnist.mnist,
+    "chairs3d": chairs3d.chairs3d,
 }
 
 __all__ = ["DATASETS", "GIN_MODULE"]
