@@ -16,9 +16,10 @@ Options (besides ``data_root``):
 * ``dsprites_synth``: ``factor_sizes``, ``cache``, ``progress``
 * ``mnist``: ``path``, ``labels_path``, ``split``, ``placement``, ``threshold``
 * ``chairs3d``: ``path``, ``cache``, ``progress``
+* ``shapes3d``: ``path``, ``allow_subgrid``, ``progress``
 """
 
-from . import chairs3d, dsprites, dsprites_synth, mnist
+from . import chairs3d, dsprites, dsprites_synth, mnist, shapes3d
 from ._files import GIN_MODULE
 
 DATASETS = {
@@ -26,6 +27,7 @@ DATASETS = {
     "dsprites_synth": dsprites_synth.dsprites_synth,
     "mnist": mnist.mnist,
     "chairs3d": chairs3d.chairs3d,
+    "shapes3d": shapes3d.shapes3d,
 }
 
 __all__ = ["DATASETS", "GIN_MODULE"]
