@@ -115,6 +115,7 @@ def test_data_prepare_with_data_root(host, tmp_path):
     with pytest.raises(DisbenchError) as err:
         run_cli(["data", "prepare", "dsprites", "--data-root", str(tmp_path / "nowhere")])
     assert str(tmp_path / "nowhere" / FILENAME) in str(err.value)
+    assert "\n" not in str(err.value)  # gin's "In call to configurable" note is dropped
 
 
 def test_data_unknown_name(host):

@@ -43,8 +43,19 @@ def load_dataset(name: str, data_root: str | None):
     try:
         # data_root only when given: an explicit argument would override a gin binding.
         return factory(data_root=data_root) if data_root else factory()
+    except DisbenchError as exc:
+        raise _without_gin_note(exc) from None
     except (ValueError, TypeError) as exc:  # e.g. a gin-bound option the factory does not take
-        raise DisbenchError(f"dataset {name!r}: {exc}") from None
+        raise DisbenchError(f"dataset {name!r}: {str(exc).splitlines()[0]}") from None
+
+
+def _without_gin_note(exc: DisbenchError) -> DisbenchError:
+    """The error a gin-configurable factory raised, without the "In call to
+    configurable ..." line gin appends (its proxy keeps the original as context)."""
+    original = exc.__context__
+    if isinstance(original, DisbenchError) and str(exc).startswith(str(original)):
+        return original
+    return exc
 
 
 def run_prepare(args) -> int:
