@@ -154,6 +154,8 @@ def render_into(images: np.ndarray, sizes=FULL_SIZES, progress: bool | None = No
     """Render the grid ``sizes`` into ``images`` (N, 64, 64) uint8 as {0, 1},
     in the official index order."""
     sizes = check_sizes(sizes)
+    if images.shape != (int(np.prod(sizes)), FRAME, FRAME) or not images.flags.c_contiguous:
+        raise ValueError("render_into needs a C-contiguous (N, 64, 64) array matching the grid")
     n_shape, n_scale, n_orient, n_x, n_y = sizes
     values = factor_values(sizes)
     px, py = _Placement(n_x), _Placement(n_y)
