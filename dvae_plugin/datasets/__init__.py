@@ -1,0 +1,33 @@
+"""The paper's datasets as disbench dataset factories.
+
+``DATASETS`` maps a dataset name to ``factory(data_root=None, **options) ->
+ImageDataset``; the plugin registers it through ``register_datasets``.
+
+Gin: each factory is configurable under its dataset name, in the module
+``dvae_plugin.datasets``, so options bind as ``dsprites_synth.factor_sizes =
+(3, 6, 40, 8, 8)`` or ``dsprites.path = '/data/dsprites.npz'`` (the full
+``dvae_plugin.datasets.dsprites`` form disambiguates if another configurable
+shares the name). An argument passed explicitly wins over a binding, so
+callers pass ``data_root`` only when the user gave one.
+
+Options (besides ``data_root``):
+
+* ``dsprites``: ``path``, ``allow_subgrid``
+* ``dsprites_synth``: ``factor_sizes``, ``cache``, ``progress``
+* ``mnist``: ``path``, ``labels_path``, ``split``, ``placement``, ``threshold``
+* ``chairs3d``: ``path``, ``cache``, ``progress``
+* ``shapes3d``: ``path``, ``allow_subgrid``, ``progress``
+"""
+
+from . import chairs3d, dsprites, dsprites_synth, mnist, shapes3d
+from ._files import GIN_MODULE
+
+DATASETS = {
+    "dsprites": dsprites.dsprites,
+    "dsprites_synth": dsprites_synth.dsprites_synth,
+    "mnist": mnist.mnist,
+    "chairs3d": chairs3d.chairs3d,
+    "shapes3d": shapes3d.shapes3d,
+}
+
+__all__ = ["DATASETS", "GIN_MODULE"]

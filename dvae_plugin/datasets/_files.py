@@ -1,0 +1,115 @@
+"""Finding user-supplied dataset files and describing them in errors and results."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from disbench.errors import DisbenchError
+from disbench.paths import DATA_ENV, data_root as resolve_data_root
+
+# Factories are gin-configurable under their dataset name in this module.
+GIN_MODULE = "dvae_plugin.datasets"
+
+# Files up to this size get a short SHA-256 in their ``source`` string; bigger
+# ones (3dshapes.h5 is 255 MB) only their size, to keep loading fast.
+HASH_LIMIT_BYTES = 64 * 2**20
+
+
+def find_file(
+    what: str,
+    names: Sequence[str],
+    data_root: str | os.PathLike | None,
+    explicit: str | os.PathLike | None,
+    how_to_get: str,
+    subdirs: Sequence[str] = (),
+) -> Path:
+    """The file holding dataset ``what``.
+
+    ``explicit`` (an option such as ``path=``) wins and must exist. Otherwise each
+    of ``names`` is looked for in the data root and then in its ``subdirs``; if
+    none exists the error names the first expected path and ``how_to_get`` it.
+    """
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.exists():
+            raise DisbenchError(f"{what}: {path} does not exist")
+        return path
+    root = resolve_data_root(data_root)
+    for folder in [root, *(root / s for s in subdirs)]:
+        for name in names:
+            if (folder / name).exists():
+                return folder / name
+    raise DisbenchError(
+        f"{what} not found: expected {root / names[0]} ({how_to_get}; set the data root with "
+        f"--data-root or ${DATA_ENV}, now {root})"
+    )
+
+
+def file_error(path: str | os.PathLike, problem: str) -> DisbenchError:
+    """A one-line error naming the file and what is wrong with it."""
+    return DisbenchError(f"{path}: {problem}")
+
+
+def short_exc(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def describe_file(path: str | os.PathLike) -> str:
+    """``PATH (N bytes, sha256 abcdef012345)``; the hash only for small files."""
+    path = Path(path)
+    size = path.stat().st_size
+    if size > HASH_LIMIT_BYTES:
+        return f"{path} ({size} bytes)"
+    return f"{path} ({size} bytes, sha256 {sha256_file(path)[:12]})"
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 2**22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def require_complete_grid(path, factors: np.ndarray, names: Iterable[str]) -> tuple[int, ...]:
+    """Factor sizes of ``factors`` (N, K) if they are every combination once in
+    row-major order (the last factor fastest, as the official files); an error otherwise."""
+    names = list(names)
+    if factors.size == 0:
+        raise file_error(path, "holds no images")
+    if factors.min() < 0:
+        raise file_error(path, "negative factor index")
+    sizes = tuple(int(s) for s in factors.max(axis=0) + 1)
+    count = int(np.prod(sizes, dtype=np.int64))
+    if count != len(factors):
+        raise file_error(
+            path,
+            f"factors {dict(zip(names, sizes))} make a grid of {count} images but the file holds {len(factors)}",
+        )
+    strides = np.concatenate([np.cumprod(sizes[::-1])[::-1][1:], [1]]).astype(np.int64)
+    index = factors.astype(np.int64, copy=False) @ strides
+    wrong = np.flatnonzero(index != np.arange(len(factors), dtype=np.int64))
+    if wrong.size:
+        raise file_error(
+            path,
+            f"factors are not the complete grid in the official order (image {int(wrong[0])} has factors "
+            f"{factors[wrong[0]].tolist()})",
+        )
+    return sizes
+
+
+def check_sizes(path, sizes: Sequence[int], expected: Sequence[int], names: Sequence[str], allow_subgrid: bool) -> None:
+    """The official factor sizes, or any grid when a miniature file is allowed."""
+    if tuple(sizes) == tuple(expected) or allow_subgrid:
+        return
+    raise file_error(
+        path,
+        f"factor sizes {dict(zip(names, sizes))}, expected the official {dict(zip(names, expected))} "
+        "(allow_subgrid=True accepts a smaller grid)",
+    )
