@@ -13,8 +13,10 @@ from .plugins import get_registry
 
 def build_dataset(protocol: Protocol) -> ImageDataset:
     factory = get_registry("datasets").get(protocol.dataset)
+    # data_root only when set: an explicit None would beat a gin binding of the factory's data_root
+    options = {"data_root": protocol.data_root} if protocol.data_root is not None else {}
     try:
-        dataset = factory(data_root=protocol.data_root)
+        dataset = factory(**options)
     except DisbenchError:
         raise
     except (ValueError, TypeError) as exc:

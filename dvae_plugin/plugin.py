@@ -34,6 +34,14 @@ def register_setpoints(registry):
 
 
 @hookimpl
+def register_datasets(registry):
+    from .datasets import DATASETS
+
+    for name, factory in DATASETS.items():
+        registry.add(name, factory)
+
+
+@hookimpl
 def register_commands(subparsers):
     from .stability.cli import add_parser
 

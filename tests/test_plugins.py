@@ -106,7 +106,7 @@ def test_plugins_text_lists_contributions(toy_host, capsys):
 
     assert main(["plugins"]) == 0
     out = capsys.readouterr().out
-    assert "disbench.baselines" in out and "models: betavae_h, vae" in out
+    assert "disbench.baselines" in out and "models: betatcvae, betavae_b, betavae_h, factorvae, vae" in out
 
 
 def test_installed_console_script_lists_builtins():

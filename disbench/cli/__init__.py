@@ -13,7 +13,7 @@ import sys
 from .. import __version__
 from ..errors import DisbenchError
 
-BUILTIN_COMMANDS = ("train", "evaluate", "plugins")
+BUILTIN_COMMANDS = ("train", "evaluate", "plugins", "data")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,7 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except DisbenchError as exc:
-        print(f"disbench {args.command}: error: {exc}", file=sys.stderr)
+        # one line: gin appends "In call to configurable ..." to errors raised inside configurables
+        message = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        print(f"disbench {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"disbench {args.command}: interrupted", file=sys.stderr)
