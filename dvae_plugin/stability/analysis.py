@@ -127,7 +127,7 @@ def exact_stable(kp, ki, a, g_prime) -> np.ndarray:
 
 
 def paper_condition_values(kp, ki, a, g_prime) -> dict:
-    """Left-minus-right sides of the paper's Eq. 19; each condition holds iff its value > 0."""
+    """The slack of each of the paper's Eq. 19 inequalities (larger side minus smaller): it holds iff > 0."""
     kp, ki, a, g = (np.asarray(v, dtype=float) for v in (kp, ki, a, g_prime))
     return {
         "kp_plus_ki_bound": -4 * (1 + a) / (a * g) - (kp + ki),
@@ -155,7 +155,7 @@ PAPER_CONDITION_TEXT = {
 class PaperCondition:
     name: str
     text: str
-    value: float  # left side minus right side: the condition holds iff value > 0
+    value: float  # the slack of the inequality (how far it is from failing): it holds iff value > 0
     holds: bool
 
 

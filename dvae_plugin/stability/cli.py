@@ -161,7 +161,7 @@ def format_analysis(r: StabilityResult, indent: str = "") -> str:
         f"b3 = {h['b3']:.4g}, b1·b2 - b0·b3 = {h['b1*b2-b0*b3']:.4g})",
         f"paper Eq. 19:    {'all hold' if r.paper_stable else 'NOT all hold'}",
     ]
-    lines += [f"  {'holds' if c.holds else 'FAILS'}  {c.text}   (left - right = {c.value:.6g})"
+    lines += [f"  {'holds' if c.holds else 'FAILS'}  {c.text}   (slack {c.value:.6g})"
               for c in r.paper_conditions]
     if r.disagreement:
         lines.append(f"DISAGREEMENT: {r.disagreement}")
