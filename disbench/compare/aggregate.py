@@ -115,8 +115,10 @@ def check_fingerprints(records: list[RunRecord], compare_dir: Path) -> str | Non
         if r.fingerprint:
             groups.setdefault(r.fingerprint, []).append(str(r.run_dir.relative_to(compare_dir)))
     if len(groups) > 1:
-        listing = "; ".join(f"{fp}: {', '.join(dirs)}" for fp, dirs in sorted(groups.items(), key=lambda g: -len(g[1])))
-        raise DisbenchError(f"refusing to aggregate runs trained under different protocols (fingerprint: runs) — {listing}")
+        ordered = sorted(groups.items(), key=lambda g: -len(g[1]))
+        listing = "; ".join(f"{fp}: {', '.join(dirs)}" for fp, dirs in ordered)
+        raise DisbenchError("refusing to aggregate runs trained under different protocols "
+                            f"(fingerprint: runs) — {listing}")
     return next(iter(groups), None)
 
 
@@ -133,7 +135,8 @@ def aggregate(compare_dir: Path, models: list[str], seeds: list[int], metric_ord
     factor_order = list((first.get("dataset") or {}).get("factor_names") or [])
     columns = {}
     for metric in metric_names:
-        factors = {f for r in complete for f in ((r.results.get("metrics") or {}).get(metric, {}).get("per_factor") or {})}
+        parts = [((r.results.get("metrics") or {}).get(metric) or {}).get("per_factor") or {} for r in complete]
+        factors = {f for per_factor in parts for f in per_factor}
         ordered = [f for f in factor_order if f in factors] + sorted(factors - set(factor_order))
         columns[metric] = ordered + [SCORE]
 
