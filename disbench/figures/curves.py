@@ -139,6 +139,6 @@ def plot_metric_curves(metric_series: dict, recon_series: dict, stem: Path, *, c
         ax.set(xlabel=STEP_LABEL, ylabel=f"{name.upper()} (score)", title=f"{name.upper()} during training")
         ax.legend()
     _plot_bands(axes[-1], recon_series, "recon", colors)
-    axes[-1].set(xlabel=STEP_LABEL, ylabel="reconstruction loss (nats)", title="reconstruction loss")
+    axes[-1].set(xlabel=STEP_LABEL, ylabel="reconstruction loss (nats)", title="Reconstruction loss during training")
     axes[-1].legend()
     return save_figure(fig, stem)
