@@ -75,7 +75,6 @@ class RunJob:
     action: str
     sources: ConfigSources
     metrics: tuple | None = None  # metrics to evaluate (None: the protocol's)
-    status: str = "missing"       # status on disk when planned
 
     @property
     def todo(self) -> bool:
@@ -136,11 +135,11 @@ def _next_step(job: RunJob, results: dict, requested: tuple, retry_failed: bool)
     status = results.get("status")
     if status == "complete":
         missing = tuple(m for m in requested if m not in (results.get("metrics") or {}))
-        return replace(job, action=EVALUATE if missing else DONE, metrics=missing or None, status=status)
+        return replace(job, action=EVALUATE if missing else DONE, metrics=missing or None)
     if status in ("interrupted", "running"):
-        return replace(job, action=RESUME, status=status)
+        return replace(job, action=RESUME)
     if status == "failed":
-        return replace(job, action=RETRY if retry_failed else SKIP_FAILED, status=status)
+        return replace(job, action=RETRY if retry_failed else SKIP_FAILED)
     raise DisbenchError(f"{job.run_dir}: unknown run status {status!r} in {RESULTS_NAME}")
 
 
