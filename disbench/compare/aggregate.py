@@ -1,0 +1,159 @@
+"""Read a comparison's runs back and summarise each model over its seeds.
+
+Only complete runs are averaged; failed and unfinished ones are counted and
+listed, never silently dropped. Statistics are the mean and the sample
+standard deviation (ddof = 1) over seeds; with one complete seed the std is
+None (shown as "—"). Runs trained under different protocol fingerprints are
+refused: their numbers are not comparable.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import DisbenchError
+from .plan import RUNS_FOLDER, read_status, run_dir_for
+
+FINAL_KEYS = ("recon", "kl", "beta")
+SCORE = "score"
+
+
+@dataclass
+class RunRecord:
+    model: str
+    seed: int
+    run_dir: Path
+    results: dict | None  # None: never started
+
+    @property
+    def status(self) -> str:
+        return (self.results or {}).get("status", "missing")
+
+    @property
+    def fingerprint(self) -> str | None:
+        return (self.results or {}).get("protocol_fingerprint")
+
+
+@dataclass
+class Stat:
+    n: int
+    mean: float | None
+    std: float | None  # sample std (ddof = 1); None with fewer than two values
+
+
+def stat(values) -> Stat:
+    values = [float(v) for v in values if v is not None]
+    n = len(values)
+    if n == 0:
+        return Stat(0, None, None)
+    mean = math.fsum(values) / n
+    std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else None
+    return Stat(n, mean, std)
+
+
+@dataclass
+class ModelSummary:
+    model: str
+    runs: list[RunRecord]
+    metrics: dict[str, dict[str, Stat]] = field(default_factory=dict)  # metric -> column -> stat
+    final: dict[str, Stat] = field(default_factory=dict)                # recon / kl / beta -> stat
+
+    @property
+    def complete(self) -> list[RunRecord]:
+        return [r for r in self.runs if r.status == "complete"]
+
+    @property
+    def failed(self) -> list[RunRecord]:
+        return [r for r in self.runs if r.status == "failed"]
+
+    @property
+    def unfinished(self) -> list[RunRecord]:
+        return [r for r in self.runs if r.status not in ("complete", "failed")]
+
+
+@dataclass
+class Comparison:
+    compare_dir: Path
+    models: list[str]
+    seeds: list[int]
+    fingerprint: str | None
+    metric_names: list[str]
+    columns: dict[str, list[str]]  # metric -> factor names in dataset order, then "score"
+    summaries: dict[str, ModelSummary]
+    protocol: dict | None = None   # the protocol settings of the runs
+    dataset: dict | None = None    # what the runs recorded about their data
+
+    @property
+    def records(self) -> list[RunRecord]:
+        return [r for s in self.summaries.values() for r in s.runs]
+
+
+def discover(compare_dir: Path) -> tuple[list[str], list[int]]:
+    """Models and seeds from DIR/runs/MODEL/seedS (when there is no compare.json)."""
+    models, seeds = [], set()
+    root = Path(compare_dir) / RUNS_FOLDER
+    for model_dir in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
+        found = [int(m[1]) for p in model_dir.iterdir() if (m := re.fullmatch(r"seed(\d+)", p.name))]
+        if found:
+            models.append(model_dir.name)
+            seeds.update(found)
+    return models, sorted(seeds)
+
+
+def collect(compare_dir: Path, models: list[str], seeds: list[int]) -> list[RunRecord]:
+    return [RunRecord(m, s, run_dir_for(compare_dir, m, s), read_status(run_dir_for(compare_dir, m, s)))
+            for m in models for s in seeds]
+
+
+def check_fingerprints(records: list[RunRecord], compare_dir: Path) -> str | None:
+    """The one protocol fingerprint of the runs; DisbenchError naming the runs if several."""
+    groups: dict[str, list[str]] = {}
+    for r in records:
+        if r.fingerprint:
+            groups.setdefault(r.fingerprint, []).append(str(r.run_dir.relative_to(compare_dir)))
+    if len(groups) > 1:
+        ordered = sorted(groups.items(), key=lambda g: -len(g[1]))
+        listing = "; ".join(f"{fp}: {', '.join(dirs)}" for fp, dirs in ordered)
+        raise DisbenchError("refusing to aggregate runs trained under different protocols "
+                            f"(fingerprint: runs) — {listing}")
+    return next(iter(groups), None)
+
+
+def aggregate(compare_dir: Path, models: list[str], seeds: list[int], metric_order=()) -> Comparison:
+    compare_dir = Path(compare_dir)
+    records = collect(compare_dir, models, seeds)
+    fp = check_fingerprints(records, compare_dir)
+    complete = [r for r in records if r.status == "complete"]
+    described = complete or [r for r in records if r.results]
+    first = described[0].results if described else {}
+
+    found = {m for r in complete for m in (r.results.get("metrics") or {})}
+    metric_names = [m for m in metric_order if m in found] + sorted(found - set(metric_order))
+    factor_order = list((first.get("dataset") or {}).get("factor_names") or [])
+    columns = {}
+    for metric in metric_names:
+        parts = [((r.results.get("metrics") or {}).get(metric) or {}).get("per_factor") or {} for r in complete]
+        factors = {f for per_factor in parts for f in per_factor}
+        ordered = [f for f in factor_order if f in factors] + sorted(factors - set(factor_order))
+        columns[metric] = ordered + [SCORE]
+
+    summaries = {}
+    for model in models:
+        runs = [r for r in records if r.model == model]
+        summary = ModelSummary(model, runs)
+        done = summary.complete
+        for metric in metric_names:
+            results = [(r.results.get("metrics") or {}).get(metric) for r in done]
+            results = [res for res in results if res]
+            summary.metrics[metric] = {
+                col: stat([res.get(SCORE) if col == SCORE else (res.get("per_factor") or {}).get(col)
+                           for res in results])
+                for col in columns[metric]
+            }
+        summary.final = {k: stat([(r.results.get("final") or {}).get(k) for r in done]) for k in FINAL_KEYS}
+        summaries[model] = summary
+    return Comparison(compare_dir, list(models), list(seeds), fp, metric_names, columns, summaries,
+                      protocol=first.get("protocol"), dataset=first.get("dataset"))

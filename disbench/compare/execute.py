@@ -1,0 +1,146 @@
+"""Run a comparison's jobs: in this process (``--jobs 1``) or in worker processes.
+
+Workers are started with the ``spawn`` method (a forked child would inherit
+CUDA and gin state it must not share), load plugins through entry points
+like any fresh ``disbench`` process, and each use ``cpu_count // workers``
+CPU threads so that N runs side by side do not oversubscribe the CPU.
+
+Devices (``--device``):
+
+* ``cpu``: every worker on the CPU.
+* ``cuda:K``: every worker on device K (runs share it).
+* ``cuda`` or ``auto`` with CUDA available: worker w uses ``cuda:(w mod #GPUs)``, so
+  ``--jobs`` = number of GPUs puts one run on each device.
+* a list, ``cuda:0,cuda:2``: worker w uses the (w mod length)-th entry.
+
+In-process (``--jobs 1``) runs use the first device of the list.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+from ..builders import resolve_device
+from ..errors import DisbenchError
+from ..runs import update_results
+from .plan import EVALUATE, TRAIN, RunJob, read_status
+
+
+def execute_job(job: RunJob, *, device, progress: bool | None = None) -> dict:
+    """Train/resume/evaluate one run. Errors are returned, not raised: one run
+    failing must not stop the others. KeyboardInterrupt still stops everything."""
+    from ..evaluation import evaluate_run
+    from ..runner import prepare_new_run, prepare_resume, train_and_evaluate
+
+    started = time.perf_counter()
+    run_dir = Path(job.run_dir)
+    outcome = {"model": job.model, "seed": job.seed, "action": job.action, "error": None}
+    try:
+        if job.action == EVALUATE:
+            evaluate_run(run_dir, list(job.metrics), device=device, progress=progress)
+        else:
+            if job.action == TRAIN:
+                prepare_new_run(run_dir, job.sources, job.model)
+                resume = False
+            else:  # resume an interrupted run, or retry a failed one from its last good checkpoint
+                resume = prepare_resume(run_dir, job.sources, job.model)
+            train_and_evaluate(run_dir, device=device, resume=resume, metrics=job.metrics, progress=progress)
+    except DisbenchError as exc:
+        outcome["error"] = str(exc)
+    except Exception as exc:  # a crash in one run (out of memory, a plugin bug) is that run's failure
+        outcome["error"] = f"{type(exc).__name__}: {exc}"
+        outcome["traceback"] = traceback.format_exc()
+    if outcome["error"]:
+        _mark_failed(run_dir, outcome["error"])
+    outcome["status"] = (read_status(run_dir) or {}).get("status", "missing")
+    outcome["seconds"] = round(time.perf_counter() - started, 3)
+    return outcome
+
+
+def _mark_failed(run_dir: Path, error: str) -> None:
+    """A run that stopped mid-training is failed (not retried without --retry-failed);
+    a complete run whose evaluation failed stays complete."""
+    results = read_status(run_dir)
+    if results is not None and results.get("status") == "running":
+        update_results(run_dir, status="failed", error=error)
+
+
+# -- devices and workers ------------------------------------------------------
+
+def worker_devices(spec: str, workers: int) -> list[str]:
+    """The device of each worker slot (see the module docstring)."""
+    names = [s.strip() for s in spec.split(",") if s.strip()]
+    if not names:
+        raise DisbenchError(f"--device {spec!r}: expected cpu, cuda, cuda:N, auto or a comma-separated list")
+    devices = [str(resolve_device(n)) for n in names]
+    if len(names) == 1 and names[0] in ("cuda", "auto") and devices[0] == "cuda" and workers > 1:
+        devices = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    return devices
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(slots, devices: list[str], threads: int) -> None:
+    slot = slots.get()
+    torch.set_num_threads(threads)
+    os.environ["DISBENCH_NO_PROGRESS"] = "1"  # N bars in one terminal would garble it
+    device = torch.device(devices[slot % len(devices)])
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    _WORKER.update(slot=slot, device=str(device), threads=threads, pid=os.getpid())
+    from ..plugins import get_host
+
+    get_host()  # load the plugins (entry points) once per worker
+
+
+def _worker_execute(job: RunJob) -> dict:
+    outcome = execute_job(job, device=torch.device(_WORKER["device"]), progress=False)
+    outcome["worker"] = {k: _WORKER[k] for k in ("pid", "slot", "device", "threads")}
+    return outcome
+
+
+def run_jobs(jobs: list[RunJob], *, workers: int, devices: list[str], progress: bool | None, on_done) -> None:
+    """Run ``jobs``; ``on_done(job, outcome)`` is called in this process after each."""
+    if workers <= 1:
+        device = torch.device(devices[0])
+        for job in jobs:
+            on_done(job, execute_job(job, device=device, progress=progress))
+        return
+
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    context = multiprocessing.get_context("spawn")
+    slots = context.Queue()
+    for slot in range(workers):
+        slots.put(slot)
+    threads = max(1, cpu_count() // workers)
+    executor = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
+                                   initargs=(slots, devices, threads))
+    try:
+        futures = {executor.submit(_worker_execute, job): job for job in jobs}
+        for future in as_completed(futures):
+            job = futures[future]
+            try:
+                outcome = future.result()
+            except BrokenProcessPool as exc:  # a worker was killed (e.g. out of memory): resumable later
+                outcome = {"model": job.model, "seed": job.seed, "action": job.action,
+                           "error": f"worker process died ({exc})",
+                           "status": (read_status(job.run_dir) or {}).get("status", "missing")}
+            on_done(job, outcome)
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,181 @@
+"""The comparison grid: which (model, seed) runs exist, and what each still needs.
+
+Every check that can fail on user input (seeds, model names, protocol, metric
+names, a run directory trained under another protocol) runs here, before any
+training starts.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ..config import ConfigSources, build_protocol, build_run, parse_sources
+from ..errors import DisbenchError
+from ..io import read_json
+from ..plugins import get_registry
+from ..runs import RESULTS_NAME
+
+RUNS_FOLDER = "runs"
+
+# What a run needs, by its status on disk.
+TRAIN, RESUME, RETRY, EVALUATE, DONE, SKIP_FAILED = "train", "resume", "retry", "evaluate", "done", "failed"
+TODO_ACTIONS = (TRAIN, RESUME, RETRY, EVALUATE)
+
+
+def run_dir_for(compare_dir: Path, model: str, seed: int) -> Path:
+    return Path(compare_dir) / RUNS_FOLDER / model / f"seed{seed}"
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"1-5"``, ``"1,3,7"``, ``"2"`` or a mix (``"1-3,7"``) -> seeds in the order given."""
+    seeds: list[int] = []
+    items = (text or "").split(",")
+    for item in items:
+        item = item.strip()
+        single, span = re.fullmatch(r"\d+", item), re.fullmatch(r"(\d+)\s*-\s*(\d+)", item)
+        if single:
+            new = [int(item)]
+        elif span and int(span[1]) <= int(span[2]):
+            new = list(range(int(span[1]), int(span[2]) + 1))
+        else:
+            raise DisbenchError(
+                f"--seeds {text!r}: {item!r} is not a seed; expected non-negative integers and "
+                "ranges such as '1-5', '1,3,7' or '2'"
+            )
+        for seed in new:
+            if seed in seeds:
+                raise DisbenchError(f"--seeds {text!r}: seed {seed} is listed twice")
+            seeds.append(seed)
+    return seeds
+
+
+def parse_models(text: str | None) -> list[str]:
+    """Comma-separated registered model names; unknown ones fail with the closest match."""
+    models = [m.strip() for m in (text or "").split(",") if m.strip()]
+    if not models:
+        raise DisbenchError("--models is empty: give comma-separated model names (see `disbench plugins`)")
+    duplicates = sorted({m for m in models if models.count(m) > 1})
+    if duplicates:
+        raise DisbenchError(f"--models lists {', '.join(duplicates)} more than once")
+    registry = get_registry("models")
+    for name in models:
+        registry.get(name)
+    return models
+
+
+@dataclass(frozen=True)
+class RunJob:
+    """One (model, seed) of the grid and what it needs; picklable for worker processes."""
+
+    model: str
+    seed: int
+    run_dir: str
+    action: str
+    sources: ConfigSources
+    metrics: tuple | None = None  # metrics to evaluate (None: the protocol's)
+
+    @property
+    def todo(self) -> bool:
+        return self.action in TODO_ACTIONS
+
+
+def read_status(run_dir: Path) -> dict | None:
+    """A run's results.json, or None when the run has not started."""
+    path = Path(run_dir) / RESULTS_NAME
+    if not path.is_file():
+        return None
+    try:
+        return read_json(path)
+    except (OSError, ValueError) as exc:
+        raise DisbenchError(f"{path} cannot be read ({exc}); move the run away to train it again") from None
+
+
+@dataclass
+class Plan:
+    jobs: list[RunJob]
+    metrics: tuple  # the metrics every complete run must have (--metrics, else the protocol's)
+
+    @property
+    def todo(self) -> list[RunJob]:
+        return [j for j in self.jobs if j.todo]
+
+    def count(self, action: str) -> int:
+        return sum(j.action == action for j in self.jobs)
+
+
+def plan_runs(compare_dir: Path, models: list[str], seeds: list[int], sources: ConfigSources,
+              metrics: list[str] | None = None, retry_failed: bool = False) -> Plan:
+    """The job for every (model, seed), after checking the configuration of each model."""
+    jobs, first_requested = [], None
+    fingerprints = _FingerprintCache()
+    for model in models:
+        requested = _check_configuration(sources, model, metrics)
+        first_requested = requested if first_requested is None else first_requested
+        for seed in seeds:
+            run_dir = run_dir_for(compare_dir, model, seed)
+            results = read_status(run_dir)
+            job = RunJob(model, seed, str(run_dir), TRAIN, _with_seed(sources, seed), tuple(metrics or ()) or None)
+            if results is None:
+                jobs.append(job)
+                continue
+            expected = fingerprints.get(job.sources, model)
+            if results.get("protocol_fingerprint") not in (None, expected):
+                raise DisbenchError(
+                    f"{run_dir} was trained under protocol fingerprint {results['protocol_fingerprint']}, "
+                    f"but this command configures {expected} (other --protocol, --steps, --dataset or gin "
+                    "bindings?): use another --out, or the options the runs were made with"
+                )
+            jobs.append(_next_step(job, results, requested, retry_failed))
+    return Plan(jobs, tuple(first_requested or ()))
+
+
+def _next_step(job: RunJob, results: dict, requested: tuple, retry_failed: bool) -> RunJob:
+    status = results.get("status")
+    if status == "complete":
+        missing = tuple(m for m in requested if m not in (results.get("metrics") or {}))
+        return replace(job, action=EVALUATE if missing else DONE, metrics=missing or None)
+    if status in ("interrupted", "running"):
+        return replace(job, action=RESUME)
+    if status == "failed":
+        return replace(job, action=RETRY if retry_failed else SKIP_FAILED)
+    raise DisbenchError(f"{job.run_dir}: unknown run status {status!r} in {RESULTS_NAME}")
+
+
+def _with_seed(sources: ConfigSources, seed: int) -> ConfigSources:
+    return replace(sources, overrides={**sources.overrides, "Run.seed": seed})
+
+
+def _check_configuration(sources: ConfigSources, model: str, metrics: list[str] | None) -> tuple:
+    """Parse the model's configuration once; return the metrics a complete run must have."""
+    parse_sources(sources, model=model)
+    protocol = build_protocol()
+    build_run()
+    get_registry("datasets").get(protocol.dataset)
+    requested = tuple(metrics) if metrics else protocol.metrics
+    for name in requested:
+        get_registry("metrics").get(name)
+    return requested
+
+
+class _FingerprintCache:
+    """The protocol fingerprint a configuration gives, computed only when an existing
+    run must be checked against it (it needs the dataset's size, so the dataset is
+    built once per distinct dataset configuration and then dropped)."""
+
+    def __init__(self):
+        self._sizes: dict[str, int] = {}
+
+    def get(self, sources: ConfigSources, model: str) -> str:
+        from ..builders import build_dataset
+        from ..config import bindings_of
+        from ..training.loop import run_fingerprint
+
+        parse_sources(sources, model=model)
+        protocol = build_protocol()
+        factory = get_registry("datasets").get(protocol.dataset)
+        key = repr((protocol.dataset, protocol.data_root, bindings_of([factory])))
+        if key not in self._sizes:
+            self._sizes[key] = len(build_dataset(protocol))
+        return run_fingerprint(protocol, range(self._sizes[key]))  # it reads only len(dataset)

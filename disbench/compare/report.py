@@ -1,0 +1,47 @@
+"""Tables and figures of a compare directory, from its saved runs only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import DisbenchError
+from .aggregate import Comparison, aggregate, discover
+from .manifest import read_manifest
+from .tables import write_tables
+
+FIGURES_FOLDER = "figures"
+
+
+@dataclass
+class CompareReport:
+    comparison: Comparison
+    tables: list[Path]
+    figures: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def write_compare_report(compare_dir: Path, out_dir: Path | None = None, *, figures: bool = True,
+                         device="cpu", image_index: int | None = None,
+                         progress: bool | None = None) -> CompareReport:
+    """Aggregate the runs listed in compare.json (or found under runs/) into
+    OUT/table.md, OUT/table.csv and OUT/figures/ (OUT defaults to the compare dir)."""
+    compare_dir = Path(compare_dir)
+    out_dir = Path(out_dir) if out_dir is not None else compare_dir
+    manifest = read_manifest(compare_dir) or {}
+    models, seeds = manifest.get("models"), manifest.get("seeds")
+    if not models or not seeds:
+        models, seeds = discover(compare_dir)
+    if not models:
+        raise DisbenchError(f"{compare_dir} holds no runs (no runs/MODEL/seedS folders)")
+    comparison = aggregate(compare_dir, models, seeds, metric_order=manifest.get("metrics") or ())
+    protocol = manifest.get("protocol")
+    report = CompareReport(comparison, write_tables(comparison, out_dir, Path(protocol).stem if protocol else None))
+    if figures:
+        from ..figures import draw_figures
+
+        groups = {m: [r.run_dir for r in s.runs if r.results] for m, s in comparison.summaries.items()}
+        drawn = draw_figures(groups, out_dir / FIGURES_FOLDER, device=device, image_index=image_index,
+                             progress=progress)
+        report.figures, report.notes = drawn.written, drawn.notes
+    return report

@@ -1,0 +1,136 @@
+"""table.md (the layout of the paper's Table 1) and table.csv of a comparison.
+
+table.md: one table per metric — rows are models, columns the dataset's
+factors (dSprites' in the paper's order: pos. x, pos. y, shape, scale,
+orientation), then the score (the metric's name in capitals, e.g. RMIG) —
+and a table of the final reconstruction loss, KL and β. Cells are
+"mean ± std" over the complete seeds; "n" counts them, "failed" counts failed
+runs (of all requested seeds); runs not averaged are listed with their status
+and error below the tables.
+
+table.csv (long format): one row per model × table × column with
+``model, metric, column, mean, std, n, failed, seeds``: ``metric`` is the
+metric's name or ``final`` (columns recon, kl, beta); ``column`` is the
+factor's name as the dataset gives it, or ``score``; ``std`` is empty with
+fewer than two complete seeds, ``mean`` with none.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from ..io import atomic_write_text
+from .aggregate import FINAL_KEYS, SCORE, Comparison, Stat
+
+TABLE_MD, TABLE_CSV = "table.md", "table.csv"
+
+DSPRITES_ORDER = ("pos_x", "pos_y", "shape", "scale", "orientation")
+FACTOR_HEADERS = {"pos_x": "pos. x", "pos_y": "pos. y"}
+FINAL_HEADERS = {"recon": "recon (nats)", "kl": "KL (nats)", "beta": "β"}
+FINAL_FORMATS = {"recon": ".2f", "kl": ".2f", "beta": ".3g"}
+METRIC_FORMAT = ".3f"
+DASH = "—"
+
+
+def display_columns(columns: list[str]) -> list[str]:
+    """Factor columns in the paper's order when they are dSprites' ones, else as given; score last."""
+    factors = [c for c in columns if c != SCORE]
+    if set(factors) == set(DSPRITES_ORDER):
+        factors = list(DSPRITES_ORDER)
+    return factors + ([SCORE] if SCORE in columns else [])
+
+
+def header(column: str, metric: str) -> str:
+    return metric.upper() if column == SCORE else FACTOR_HEADERS.get(column, column)
+
+
+def cell(s: Stat, spec: str) -> str:
+    if s.n == 0 or s.mean is None:
+        return DASH
+    if s.std is None:
+        return f"{s.mean:{spec}}"
+    return f"{s.mean:{spec}} ± {s.std:{spec}}"
+
+
+def _row(values) -> str:
+    return "| " + " | ".join(str(v).replace("|", "\\|") for v in values) + " |"
+
+
+def _rule(n: int) -> str:
+    return "| :-- | " + " | ".join(["--:"] * (n - 1)) + " |"
+
+
+def _failed(summary) -> str:
+    return f"{len(summary.failed)}/{len(summary.runs)}" if summary.failed else "0"
+
+
+def markdown(comparison: Comparison, protocol_name: str | None = None) -> str:
+    c = comparison
+    protocol = c.protocol or {}
+    facts = [f"protocol `{protocol_name}`" if protocol_name else None,
+             f"fingerprint `{c.fingerprint}`" if c.fingerprint else None,
+             f"dataset `{(c.dataset or {}).get('name')}`" if c.dataset else None,
+             f"{protocol['steps']:,} steps" if protocol.get("steps") else None,
+             "seeds " + ", ".join(map(str, c.seeds))]
+    lines = ["# Comparison", "", " · ".join(f for f in facts if f) + ".",
+             "Cells: mean ± sample std (ddof = 1) over the complete runs; n = complete runs; "
+             f"{DASH} = no value (a std needs two seeds); failed = failed runs / seeds.", ""]
+    for metric in c.metric_names:
+        cols = display_columns(c.columns[metric])
+        lines += [f"## {metric.upper()}", "",
+                  _row(["model", "n", *(header(col, metric) for col in cols), "failed"]), _rule(len(cols) + 3)]
+        for s in c.summaries.values():
+            stats = s.metrics.get(metric, {})
+            lines.append(_row([s.model, len(s.complete),
+                               *(cell(stats.get(col, Stat(0, None, None)), METRIC_FORMAT) for col in cols),
+                               _failed(s)]))
+        lines.append("")
+    lines += ["## Final training values", "",
+              _row(["model", "n", *(FINAL_HEADERS[k] for k in FINAL_KEYS), "failed"]), _rule(len(FINAL_KEYS) + 3)]
+    for s in c.summaries.values():
+        lines.append(_row([s.model, len(s.complete), *(cell(s.final[k], FINAL_FORMATS[k]) for k in FINAL_KEYS),
+                           _failed(s)]))
+    lines.append("")
+    left_out = [r for s in c.summaries.values() for r in s.failed + s.unfinished]
+    if left_out:
+        lines += ["## Runs not averaged", "", _row(["model", "seed", "status", "detail"]), "| :-- | --: | :-- | :-- |"]
+        for r in sorted(left_out, key=lambda r: (c.models.index(r.model), r.seed)):
+            lines.append(_row([r.model, r.seed, r.status, _detail(r)]))
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _detail(record) -> str:
+    results = record.results or {}
+    if record.status == "failed":
+        text = " ".join(str(results.get("error") or "no error recorded").split())
+        return text if len(text) <= 200 else text[:199] + "…"
+    if record.status == "missing":
+        return "not started"
+    return f"stopped at step {results.get('steps')} of {results.get('steps_planned')}"
+
+
+def csv_text(comparison: Comparison) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["model", "metric", "column", "mean", "std", "n", "failed", "seeds"])
+    for s in comparison.summaries.values():
+        rows = [(metric, col, s.metrics[metric][col]) for metric in comparison.metric_names
+                for col in display_columns(comparison.columns[metric])]
+        rows += [("final", k, s.final[k]) for k in FINAL_KEYS]
+        for metric, col, st in rows:
+            writer.writerow([s.model, metric, col, _num(st.mean), _num(st.std), st.n, len(s.failed), len(s.runs)])
+    return out.getvalue()
+
+
+def _num(value) -> str:
+    return "" if value is None else repr(float(value))
+
+
+def write_tables(comparison: Comparison, out_dir: Path, protocol_name: str | None = None) -> list[Path]:
+    out_dir = Path(out_dir)
+    atomic_write_text(out_dir / TABLE_MD, markdown(comparison, protocol_name))
+    atomic_write_text(out_dir / TABLE_CSV, csv_text(comparison))
+    return [out_dir / TABLE_MD, out_dir / TABLE_CSV]

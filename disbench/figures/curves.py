@@ -1,0 +1,144 @@
+"""Training curves from scalars.jsonl / metrics.jsonl rows.
+
+``series`` arguments map a legend label to the logged rows of each of its
+runs (seeds); a curve is the mean over those runs at the steps they all
+logged, with a ±1 sample-std band when there are two runs or more.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .style import STEP_LABEL, new_figure, save_figure, styled
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def band(runs_rows: list[list[dict]], key: str):
+    """(steps, mean, std or None, n runs) of ``key`` over runs, or None without data."""
+    per_run = [{r["step"]: float(r[key]) for r in rows if _number(r.get(key))} for rows in runs_rows]
+    per_run = [p for p in per_run if p]
+    if not per_run:
+        return None
+    steps = sorted(set.intersection(*(set(p) for p in per_run)))
+    if not steps:
+        return None
+    values = np.array([[p[s] for s in steps] for p in per_run])
+    std = values.std(axis=0, ddof=1) if len(per_run) > 1 else None
+    return np.array(steps), values.mean(axis=0), std, len(per_run)
+
+
+def _plot_bands(ax, series: dict, key: str, colors: dict, log_y: bool = False) -> int:
+    drawn = 0
+    for label, runs_rows in series.items():
+        b = band(runs_rows, key)
+        if b is None:
+            continue
+        steps, mean, std, n = b
+        color = colors.get(label)
+        ax.plot(steps, mean, color=color, label=f"{label} ({n} seed{'s' if n > 1 else ''})")
+        if std is not None:
+            low = mean - std
+            if log_y:  # a band reaching zero cannot be drawn on a log axis: leave that part out
+                low = np.where(low > 0, low, np.nan)
+            ax.fill_between(steps, low, mean + std, color=color, alpha=0.2, linewidth=0)
+        drawn += 1
+    return drawn
+
+
+@styled
+def plot_seed_curves(series: dict, key: str, stem: Path, *, ylabel: str, title: str, colors: dict,
+                     log_y: bool = False) -> list[Path]:
+    """One line per model (mean over seeds, ±1 std band); paper Fig. 2(a), 2(b)."""
+    fig = new_figure(5.5, 3.8)
+    ax = fig.add_subplot()
+    if not _plot_bands(ax, series, key, colors, log_y):
+        return []
+    if log_y:
+        _plain_log_y(ax)
+    ax.set(xlabel=STEP_LABEL, ylabel=ylabel, title=title)
+    ax.legend()
+    return save_figure(fig, stem)
+
+
+def _plain_log_y(ax) -> None:
+    """Log y axis labelled 0.1, 1, 10 (not 10^-1); minor ticks labelled only over a narrow range."""
+    from matplotlib import ticker
+
+    class MinorLabels(ticker.Formatter):
+        def __call__(self, x, pos=None):
+            low, high = sorted(self.axis.get_view_interval())
+            return f"{x:g}" if low > 0 and high / low < 20 else ""
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda x, pos: f"{x:g}"))
+    ax.yaxis.set_minor_formatter(MinorLabels())
+
+
+@styled
+def plot_kl_per_latent(panels: dict, stem: Path) -> list[Path]:
+    """Per-latent KL vs steps, one panel per run, with the total KL and the set point
+    C(t) when the run logged one; paper Fig. 2(c) and Fig. 7 (top). Latents are
+    numbered from 1 (z1 is kl_per_dim[0])."""
+    panels = {title: rows for title, rows in panels.items() if any("kl_per_dim" in r for r in rows)}
+    if not panels:
+        return []
+    ncols = min(3, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    fig = new_figure(4.4 * ncols, 3.4 * nrows)
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax, (title, rows) in zip(axes, panels.items()):
+        rows = [r for r in rows if "kl_per_dim" in r]
+        steps = np.array([r["step"] for r in rows])
+        per_dim = np.array([r["kl_per_dim"] for r in rows], dtype=float)
+        cmap = _latent_colormap(per_dim.shape[1])
+        for j in range(per_dim.shape[1]):
+            ax.plot(steps, per_dim[:, j], color=cmap(j), lw=1.0, label=f"z{j + 1}")
+        if all(_number(r.get("kl")) for r in rows):
+            ax.plot(steps, [r["kl"] for r in rows], color="0.2", lw=1.2, label="total KL")
+        setpoint = [(r["step"], r["setpoint"]) for r in rows if _number(r.get("setpoint"))]
+        if setpoint:
+            ax.plot(*zip(*setpoint), color="C3", ls="--", lw=1.2, label="set point C(t)")
+        ax.set(xlabel=STEP_LABEL, ylabel="KL (nats)", title=title)
+        ax.legend(fontsize=7, ncol=2, loc="best")
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    return save_figure(fig, stem)
+
+
+def _latent_colormap(n: int):
+    from matplotlib import colormaps
+
+    name = "tab10" if n <= 10 else "tab20" if n <= 20 else "viridis"
+    cmap = colormaps[name]
+    return cmap if name != "viridis" else (lambda j: cmap(j / max(n - 1, 1)))
+
+
+@styled
+def plot_metric_curves(metric_series: dict, recon_series: dict, stem: Path, *, colors: dict) -> list[Path]:
+    """Each metric's score and the reconstruction loss vs steps; paper Fig. 6.
+
+    ``metric_series`` maps a label to each run's metrics.jsonl rows
+    ``{step, metrics: {name: {score, ...}}}``.
+    """
+    names = sorted({n for runs in metric_series.values() for rows in runs for r in rows for n in r.get("metrics", {})})
+    if not names:
+        return []
+    flat = {label: [[{"step": r["step"], **{n: (r["metrics"].get(n) or {}).get("score") for n in names}}
+                     for r in rows] for rows in runs]
+            for label, runs in metric_series.items()}
+    fig = new_figure(4.4 * (len(names) + 1), 3.6)
+    axes = fig.subplots(1, len(names) + 1, squeeze=False).ravel()
+    for ax, name in zip(axes, names):
+        _plot_bands(ax, flat, name, colors)
+        ax.set(xlabel=STEP_LABEL, ylabel=f"{name.upper()} (score)", title=f"{name.upper()} during training")
+        ax.legend()
+    _plot_bands(axes[-1], recon_series, "recon", colors)
+    axes[-1].set(xlabel=STEP_LABEL, ylabel="reconstruction loss (nats)", title="Reconstruction loss during training")
+    axes[-1].legend()
+    return save_figure(fig, stem)
