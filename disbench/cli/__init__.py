@@ -21,7 +21,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     from ..plugins import get_host
 
-    parser = argparse.ArgumentParser(prog="disbench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="disbench",
+        description="Train, evaluate and compare disentangled representation learners under one protocol.",
+        epilog="`disbench COMMAND --help` describes each command; `disbench plugins` lists what is installed.")
     parser.add_argument("--version", action="version", version=f"disbench {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
