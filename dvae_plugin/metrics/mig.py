@@ -31,12 +31,20 @@ def histogram_bins(codes: np.ndarray, num_bins: int) -> np.ndarray:
     side="right")`` in 1..num_bins; since every x >= edges[0], that is one more
     than ``searchsorted(edges[1:-1], x, side="right")``, which is what is
     returned (the 0-based form indexes the joint table directly).
+
+    A latent whose whole range spans fewer than ``num_bins`` representable
+    values (a collapsed latent, constant up to rounding) cannot be cut into
+    finite bins: numpy, and so disentanglement_lib, raises there. Here it is
+    put in a single bin, i.e. it carries no information.
     """
     by_latent = np.ascontiguousarray(codes.T)
-    bins = np.empty(by_latent.shape, dtype=np.int64)
+    bins = np.zeros(by_latent.shape, dtype=np.int64)
     # A loop over latents only: each step is O(N) vectorised work.
     for i, values in enumerate(by_latent):
-        edges = np.histogram_bin_edges(values, num_bins)
+        try:
+            edges = np.histogram_bin_edges(values, num_bins)
+        except ValueError:  # "Too many bins for data range"
+            continue
         bins[i] = np.searchsorted(edges[1:-1], values, side="right")
     return bins.T
 
