@@ -60,10 +60,15 @@ def test_mixture_entropy_is_stable_where_densities_underflow():
     np.testing.assert_allclose(got, reference_entropy(samples, mu, logvar), rtol=1e-12)
 
 
-@pytest.mark.parametrize("sizes, num_latents, seed", [((2, 3), 2, 0), ((3, 4, 2), 4, 1), ((5,), 3, 2)])
-def test_equals_reference_when_every_image_is_a_sample(sizes, num_latents, seed):
+@pytest.mark.parametrize("sizes, num_latents, seed, balanced", [
+    ((2, 3), 2, 0, True), ((3, 4, 2), 4, 1, True), ((5,), 3, 2, True), ((3, 4), 3, 3, False),
+])
+def test_equals_reference_when_every_image_is_a_sample(sizes, num_latents, seed, balanced):
+    # Unbalanced factors tell frequency weights (SPEC: "averaged over values") from plain ones.
     rng = np.random.default_rng(10 + seed)
     factors = np.tile(grid(sizes), (3, 1))
+    if not balanced:
+        factors = np.minimum(rng.geometric(0.4, size=(60, len(sizes))) - 1, np.array(sizes) - 1)
     factors = factors[rng.permutation(len(factors))]
     mu = rng.normal(size=(len(factors), num_latents)).astype(np.float32)
     mu[:, 0] += factors[:, 0]
