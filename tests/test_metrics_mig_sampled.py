@@ -171,3 +171,20 @@ def test_extreme_log_variances_stay_finite():
     logvar = np.where(rng.random((30, 2)) < 0.5, -3e38, 3e38).astype(np.float32)
     result = mig_sampled_score(mu, logvar, factors, (2, 3), num_entropy_samples=10)
     assert np.all(np.isfinite(result["mi"])) and math.isfinite(result["score"])
+
+
+def test_bit_identical_whatever_the_thread_count_which_is_restored():
+    mu, logvar, factors = perfect_code((3, 4), copies=10, seed=4)
+    logvar = logvar + 6
+    before = torch.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            results.append(mig_sampled_score(mu, logvar, factors, (3, 4), num_entropy_samples=40, seed=1))
+            assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)
+    for other in results[1:]:
+        assert other["marginal_entropy"] == results[0]["marginal_entropy"]
+        np.testing.assert_array_equal(other["conditional_entropy"], results[0]["conditional_entropy"])

@@ -202,3 +202,20 @@ def test_extreme_log_variances_stay_finite():
     mu[:5, 0] = 0.04  # μ exactly on a bin edge with σ = 0
     result = rmig_score(mu, logvar, factors)
     assert np.all(np.isfinite(result["mi"])) and math.isfinite(result["score"])
+
+
+def test_bit_identical_whatever_the_thread_count_which_is_restored():
+    rng = np.random.default_rng(8)
+    factors = rng.integers(0, (3, 5), size=(700, 2))
+    mu, logvar = random_posteriors(rng, 700, 4, factors)
+    before = torch.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            results.append(rmig_score(mu, logvar, factors, chunk_size=50))
+            assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)
+    for other in results[1:]:
+        np.testing.assert_array_equal(other["mi"], results[0]["mi"])
