@@ -141,8 +141,14 @@ def test_sample_sizes_bins_and_seeds_are_gin_configurable(representation, datase
         gin.clear_config()
 
 
-@pytest.mark.parametrize("make", [lambda: MIG(num_train=0), lambda: RMIG(num_samples=-1),
-                                  lambda: MIGSampled(num_samples=0)])
-def test_bad_sample_sizes_are_clear_errors(make):
-    with pytest.raises(DisbenchError, match="must be a positive integer"):
+@pytest.mark.parametrize("make, message", [
+    (lambda: MIG(num_train=0), "MIG.num_train must be a positive integer"),
+    (lambda: RMIG(num_samples=-1), "RMIG.num_samples must be a positive integer"),
+    (lambda: MIGSampled(num_samples=0), "MIGSampled.num_samples must be a positive integer"),
+    (lambda: MIGSampled(num_entropy_samples=0), "MIGSampled.num_entropy_samples must be a positive integer"),
+    (lambda: MIG(num_bins=1), "num_bins must be an integer >= 2"),
+    (lambda: RMIG(num_bins=0), "num_bins must be an integer >= 2"),
+])
+def test_bad_settings_are_clear_errors_at_construction(make, message):
+    with pytest.raises(DisbenchError, match=re.escape(message)):
         make()

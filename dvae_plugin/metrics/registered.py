@@ -25,7 +25,7 @@ import numpy as np
 from disbench.errors import DisbenchError
 from disbench.metrics import require_factors
 
-from .inputs import check_positive_int
+from .inputs import check_num_bins, check_positive_int
 from .mig import mig_score
 from .mig_sampled import mig_sampled_score
 from .rmig import rmig_score
@@ -95,7 +95,7 @@ class MIG(_GapMetric):
     def __init__(self, num_train: int = 10000, num_bins: int = 20, exclude_factors: Sequence[str] = ()):
         super().__init__(exclude_factors)
         self.num_train = check_positive_int(num_train, "MIG.num_train")
-        self.num_bins = num_bins
+        self.num_bins = check_num_bins(num_bins)
 
     def __call__(self, representation, dataset, *, seed: int = 0) -> dict:
         require_factors(dataset, self.name)
@@ -120,7 +120,7 @@ class RMIG(_GapMetric):
                  device: str | None = None, exclude_factors: Sequence[str] = ()):
         super().__init__(exclude_factors)
         self.num_samples = None if num_samples is None else check_positive_int(num_samples, "RMIG.num_samples")
-        self.num_bins = num_bins
+        self.num_bins = check_num_bins(num_bins)
         self.value_range = tuple(value_range)
         self.chunk_size = chunk_size
         self.device = device
@@ -154,7 +154,7 @@ class MIGSampled(_GapMetric):
         super().__init__(exclude_factors)
         self.num_samples = None if num_samples is None else check_positive_int(num_samples,
                                                                                  "MIGSampled.num_samples")
-        self.num_entropy_samples = num_entropy_samples
+        self.num_entropy_samples = check_positive_int(num_entropy_samples, "MIGSampled.num_entropy_samples")
         self.device = device
 
     def __call__(self, representation, dataset, *, seed: int = 0) -> dict:
