@@ -117,6 +117,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results") / "bench_metrics.json")
     args = parser.parse_args(argv)
 
+    load_at_start = os.getloadavg()  # other work on the machine slows every row
     factors = dsprites_factors()
     mu, logvar = random_posteriors(len(factors))
     rows = {}
@@ -138,7 +139,7 @@ def main(argv=None) -> int:
             "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
             "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
             "python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
-            "machine": platform.machine(),
+            "machine": platform.machine(), "load_average_at_start": [round(v, 2) for v in load_at_start],
         },
         "targets": {"mig_score_wall_s": 1.0, "rmig_score_wall_s": 30.0, "rmig_score_peak_extra_mb": 2048},
         "mig_vs_sklearn_max_abs_mi_difference": mig_vs_reference,
@@ -150,7 +151,7 @@ def main(argv=None) -> int:
         report["mig_sampled_score_at_10000_samples_estimated_wall_s"] = rows["mig_sampled_score"]["wall_s"] * scale
 
     print(f"N = {len(factors):,}, L = {NUM_LATENTS}, factors {DSPRITES_SIZES}, "
-          f"torch threads {torch.get_num_threads()}")
+          f"torch threads {torch.get_num_threads()}, load average at start {load_at_start[0]:.2f}")
     print(f"{'metric':<24}{'wall s':>10}{'cpu s':>10}{'peak extra MB':>16}{'score':>12}")
     for name, row in report["results"].items():
         print(f"{name:<24}{row['wall_s']:>10.3f}{row['cpu_s']:>10.3f}{row['peak_extra_mb']:>16.1f}"

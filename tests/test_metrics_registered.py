@@ -105,6 +105,7 @@ def test_excluded_factors_are_reported_but_not_averaged(representation, dataset)
     assert without["per_factor"] == full["per_factor"]
     assert without["score"] == pytest.approx((full["per_factor"]["scale"] + full["per_factor"]["posx"]) / 2)
     assert without["excluded_factors"] == ["shape"]
+    assert MIGSampled(num_entropy_samples=25, exclude_factors="shape")(representation, dataset, seed=0) == without
 
 
 @pytest.mark.parametrize("exclude, message", [

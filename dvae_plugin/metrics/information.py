@@ -5,7 +5,7 @@
 * :func:`factor_entropies` — the empirical entropy of each factor;
 * :func:`normalized_gap` — ``(I_(1)k - I_(2)k) / H_k``, the gap between the two
   most informative latents for factor ``k`` (Chen et al. 2018, "Isolating
-  Sources of Disentanglement in VAEs", Eq. 12);
+  Sources of Disentanglement in Variational Autoencoders");
 * :func:`gap_result` — the result dict the array functions return.
 """
 

@@ -38,8 +38,8 @@ class _GapMetric:
 
     name = ""
 
-    def __init__(self, exclude_factors: Sequence[str] = ()):
-        self.exclude_factors = tuple(exclude_factors)
+    def __init__(self, exclude_factors: Sequence[str] | str = ()):
+        self.exclude_factors = (exclude_factors,) if isinstance(exclude_factors, str) else tuple(exclude_factors)
 
     def _named_result(self, result: dict, dataset, **details) -> dict:
         names = list(dataset.factor_names)

@@ -1,7 +1,7 @@
 """RMIG, the robust MIG of Do & Tran 2020 (SPEC §7, metric ``rmig``).
 
 Do & Tran, "Theory and Evaluation Metrics for Learning Disentangled
-Representations" (ICLR 2020), §4: the stochastic encoder q(z_i|x) is quantised
+Representations" (ICLR 2020): the stochastic encoder q(z_i|x) is quantised
 onto ``num_bins`` equal bins over ``value_range`` (100 bins over [-4, 4]):
 
     Q(s | x) ∝ N(c_s; μ_i(x), σ_i(x)) · w        normalised over the bins s,
@@ -14,7 +14,8 @@ bin holding μ_i(x), clipped into the range. Then
     I(z_i; y_k) = Σ Q log(Q(z_i, y_k) / (Q(z_i) Q(y_k))),
     RMIG_k = (I_(1) - I_(2)) / H(y_k),   RMIG = mean over all factors.
 
-The (N, L, bins) tensor of posteriors is never held whole (3 GB on dSprites):
+The (N, L, bins) tensor of posteriors is never held whole (5.9 GB in float64
+on dSprites):
 it is built ``chunk_size`` images at a time and folded into the joint tables
 with one matmul against the chunk's one-hot factor values. Chunks run in
 parallel on CPU cores (:mod:`.parallel`) and are summed in chunk order.
