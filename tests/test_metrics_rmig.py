@@ -6,6 +6,9 @@ import re
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from scipy.stats import norm
 from sklearn.metrics import mutual_info_score
 
@@ -76,6 +79,23 @@ def test_equals_dense_definition(n, num_latents, sizes, num_bins, value_range, c
     np.testing.assert_allclose(result["entropy"], entropy, rtol=0, atol=1e-12)
     np.testing.assert_allclose(result["per_factor"], per_factor, rtol=0, atol=1e-10)
     assert result["score"] == pytest.approx(score, abs=1e-10)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    mu=hnp.arrays(np.float64, st.tuples(st.integers(3, 25), st.integers(2, 3)), elements=st.floats(-20, 20)),
+    data=st.data(),
+)
+def test_equals_dense_definition_property(mu, data):
+    # Hypothesis mixes broad, narrow, flat and out-of-range posteriors, ties and bin edges.
+    logvar = data.draw(hnp.arrays(np.float64, mu.shape, elements=st.floats(-50, 50)))
+    factors = data.draw(hnp.arrays(np.int64, (mu.shape[0], 2), elements=st.integers(0, 3)))
+    factors[:2] = [[0, 0], [1, 1]]
+    num_bins = data.draw(st.integers(2, 40))
+    _, per_factor, mi, _ = reference_rmig(mu, logvar, factors, num_bins)
+    result = rmig_score(mu, logvar, factors, num_bins, chunk_size=data.draw(st.integers(1, 30)))
+    np.testing.assert_allclose(result["mi"], mi, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(result["per_factor"], per_factor, rtol=0, atol=1e-9)
 
 
 def test_posteriors_match_definition_including_fallbacks():
