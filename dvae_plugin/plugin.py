@@ -34,6 +34,14 @@ def register_setpoints(registry):
 
 
 @hookimpl
+def register_metrics(registry):
+    from .metrics import METRICS
+
+    for name, cls in METRICS.items():
+        registry.add(name, cls)
+
+
+@hookimpl
 def register_datasets(registry):
     from .datasets import DATASETS
 
