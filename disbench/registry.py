@@ -34,6 +34,11 @@ class Registry:
         self._sources[name] = source
         return obj
 
+    def add_all(self, entries: dict[str, Any], *, source: str | None = None) -> None:
+        """Add every ``name: obj`` of a mapping (a plugin's table of models, say)."""
+        for name, obj in entries.items():
+            self.add(name, obj, source=source)
+
     def register(self, name: str):
         """Decorator form of :meth:`add`."""
         return lambda obj: self.add(name, obj)

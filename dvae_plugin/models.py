@@ -39,9 +39,6 @@ def configured(cls, **defaults):
 class DynamicVAE(VAEModel):
     """β-VAE whose β(t) follows DynamicVAE's incremental non-linear PI controller."""
 
-    def __init__(self, scheduler=None, **arch):
-        super().__init__(scheduler=scheduler, **arch)
-
     def default_scheduler(self):
         return PIBetaScheduler()
 
@@ -50,9 +47,6 @@ class DynamicVAE(VAEModel):
 class ControlVAE(VAEModel):
     """β-VAE with ControlVAE's positional PI controller (Shao et al. 2020)."""
 
-    def __init__(self, scheduler=None, **arch):
-        super().__init__(scheduler=scheduler, **arch)
-
     def default_scheduler(self):
         return PositionalPIBetaScheduler()
 
@@ -60,9 +54,6 @@ class ControlVAE(VAEModel):
 @gin.configurable
 class DynamicVAEPositional(VAEModel):
     """Ablation DynamicVAE-P: the positional PI in place of the incremental one."""
-
-    def __init__(self, scheduler=None, **arch):
-        super().__init__(scheduler=scheduler, **arch)
 
     def default_scheduler(self):
         return configured(PositionalPIBetaScheduler, kp=0.01, ki=0.005, beta_min=0.1, window=5,
@@ -73,9 +64,6 @@ class DynamicVAEPositional(VAEModel):
 class DynamicVAEStep(VAEModel):
     """Ablation DynamicVAE-step: a step set point (0.15 every 6,000 steps) without the ramp."""
 
-    def __init__(self, scheduler=None, **arch):
-        super().__init__(scheduler=scheduler, **arch)
-
     def default_scheduler(self):
         return configured(PIBetaScheduler, setpoint=lambda: configured(StepAnnealing, period=6000))
 
@@ -83,9 +71,6 @@ class DynamicVAEStep(VAEModel):
 @gin.configurable
 class DynamicVAEWindow1(VAEModel):
     """Ablation DynamicVAE-T: no moving average (the raw batch KL is fed back)."""
-
-    def __init__(self, scheduler=None, **arch):
-        super().__init__(scheduler=scheduler, **arch)
 
     def default_scheduler(self):
         return configured(PIBetaScheduler, window=1)

@@ -11,8 +11,7 @@ from disbench.hookspecs import hookimpl
 def register_models(registry):
     from .models import MODELS
 
-    for name, cls in MODELS.items():
-        registry.add(name, cls)
+    registry.add_all(MODELS)
 
 
 @hookimpl
@@ -37,16 +36,14 @@ def register_setpoints(registry):
 def register_metrics(registry):
     from .metrics import METRICS
 
-    for name, cls in METRICS.items():
-        registry.add(name, cls)
+    registry.add_all(METRICS)
 
 
 @hookimpl
 def register_datasets(registry):
     from .datasets import DATASETS
 
-    for name, factory in DATASETS.items():
-        registry.add(name, factory)
+    registry.add_all(DATASETS)
 
 
 @hookimpl

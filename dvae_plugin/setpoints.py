@@ -25,6 +25,14 @@ def _capped(c: float, stop: float) -> float:
     return stop if c >= stop - _REACHED_STOP_RTOL * max(1.0, abs(stop)) else c
 
 
+def _climb(owner: str, start, stop, step) -> tuple[float, float, float]:
+    """Checked (start, stop, step) of a set point that climbs from start to stop."""
+    start, stop = real(owner, "start", start, ge=0), real(owner, "stop", stop)
+    if stop < start:
+        raise ValueError(f"{owner}.stop must be >= start ({start!r}), got {stop!r}")
+    return start, stop, real(owner, "step", step, ge=0)
+
+
 class _StatelessSetpoint:
     config: dict
 
@@ -53,11 +61,7 @@ class HybridAnnealing(_StatelessSetpoint):
     def __init__(self, start: float = 0.5, stop: float = 20.0, step: float = 0.15,
                  period: int = 6000, ramp: int = 1000):
         owner = type(self).__name__
-        self.start = real(owner, "start", start, ge=0)
-        self.stop = real(owner, "stop", stop)
-        if self.stop < self.start:
-            raise ValueError(f"{owner}.stop must be >= start ({self.start!r}), got {self.stop!r}")
-        self.step = real(owner, "step", step, ge=0)
+        self.start, self.stop, self.step = _climb(owner, start, stop, step)
         self.ramp = integer(owner, "ramp", ramp, ge=1)
         self.period = integer(owner, "period", period, ge=1)
         if self.period <= self.ramp:
@@ -92,11 +96,7 @@ class StepAnnealing(_StatelessSetpoint):
 
     def __init__(self, start: float = 0.5, stop: float = 20.0, step: float = 0.15, period: int = 5000):
         owner = type(self).__name__
-        self.start = real(owner, "start", start, ge=0)
-        self.stop = real(owner, "stop", stop)
-        if self.stop < self.start:
-            raise ValueError(f"{owner}.stop must be >= start ({self.start!r}), got {self.stop!r}")
-        self.step = real(owner, "step", step, ge=0)
+        self.start, self.stop, self.step = _climb(owner, start, stop, step)
         self.period = integer(owner, "period", period, ge=1)
         self.config = {"name": "step", "start": self.start, "stop": self.stop, "step": self.step,
                        "period": self.period}

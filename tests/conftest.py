@@ -14,16 +14,20 @@ torch.set_num_threads(1)  # tests are tiny; one thread keeps CPU results reprodu
 os.environ.setdefault("DISBENCH_NO_PROGRESS", "1")
 
 
-@pytest.fixture
-def toy_host():
-    """The harness with its built-ins and the test-only toy plugin, no entry points."""
+def _host_with_toy_plugin(entry_points: bool):
     from tests import toy_plugin
 
-    host = PluginHost(entry_points=False, extra_plugins={"toy": toy_plugin})
+    host = PluginHost(entry_points=entry_points, extra_plugins={"toy": toy_plugin})
     set_host(host)
     yield host
     set_host(None)
     gin.clear_config()
+
+
+@pytest.fixture
+def toy_host():
+    """The harness with its built-ins and the test-only toy plugin, no entry points."""
+    yield from _host_with_toy_plugin(entry_points=False)
 
 
 @pytest.fixture(autouse=True)
@@ -39,10 +43,4 @@ def _isolated(tmp_path, monkeypatch):
 @pytest.fixture
 def full_host():
     """Every installed plugin (entry points: dvae_plugin, the example) plus the toy plugin."""
-    from tests import toy_plugin
-
-    host = PluginHost(entry_points=True, extra_plugins={"toy": toy_plugin})
-    set_host(host)
-    yield host
-    set_host(None)
-    gin.clear_config()
+    yield from _host_with_toy_plugin(entry_points=True)

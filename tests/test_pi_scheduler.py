@@ -23,15 +23,6 @@ from dvae_plugin.setpoints import ConstantSetpoint, HybridAnnealing, StepAnneali
 SCHEDULERS = [PIBetaScheduler, PositionalPIBetaScheduler]
 
 
-@pytest.fixture
-def clean_gin():
-    gin.clear_config()
-    try:
-        yield
-    finally:
-        gin.clear_config()
-
-
 def as64(x: float) -> torch.Tensor:
     return torch.tensor(x, dtype=torch.float64)
 
@@ -355,7 +346,7 @@ def test_config_records_every_argument():
         "setpoint": {"name": "constant", "value": 3.0}}
 
 
-def test_gin_binds_parameters_and_nested_setpoints(clean_gin):
+def test_gin_binds_parameters_and_nested_setpoints():
     gin.parse_config("""
         PIBetaScheduler.kp = 0.02
         PIBetaScheduler.setpoint = @HybridAnnealing
@@ -369,7 +360,7 @@ def test_gin_binds_parameters_and_nested_setpoints(clean_gin):
     assert PositionalPIBetaScheduler().config["setpoint"]["step"] == 0.5
 
 
-def test_gin_bad_binding_fails_at_construction_naming_it(clean_gin):
+def test_gin_bad_binding_fails_at_construction_naming_it():
     gin.parse_config("PIBetaScheduler.ki = -0.005")
     with pytest.raises(ValueError, match=r"PIBetaScheduler\.ki must be > 0, got -0\.005") as info:
         PIBetaScheduler()

@@ -50,3 +50,9 @@ def test_register_decorator():
         pass
 
     assert reg.get("mine") is Mine
+
+
+def test_add_all_names_the_source():
+    reg = Registry("model")
+    reg.add_all({"a": 1, "b": 2}, source="p")
+    assert reg.names(source="p") == ["a", "b"]

@@ -9,15 +9,6 @@ import torch
 from dvae_plugin.setpoints import ConstantSetpoint, HybridAnnealing, StepAnnealing
 
 
-@pytest.fixture
-def clean_gin():
-    gin.clear_config()
-    try:
-        yield
-    finally:
-        gin.clear_config()
-
-
 # -- hybrid ---------------------------------------------------------------------
 
 def test_hybrid_small_schedule_step_by_step():
@@ -155,14 +146,14 @@ def test_bad_arguments_fail_at_construction_naming_the_parameter(cls, kwargs, me
         cls(**kwargs)
 
 
-def test_gin_binds_setpoints_by_class_name(clean_gin):
+def test_gin_binds_setpoints_by_class_name():
     gin.parse_config("HybridAnnealing.period = 600\nHybridAnnealing.ramp = 100\nConstantSetpoint.value = 7.0")
     assert HybridAnnealing().config["period"] == 600
     assert HybridAnnealing().value(650) == pytest.approx(0.5 + 0.15 * 51 / 100)  # 51 ramp steps: 600..650
     assert ConstantSetpoint().value(1) == 7.0
 
 
-def test_gin_bad_binding_names_the_parameter(clean_gin):
+def test_gin_bad_binding_names_the_parameter():
     gin.parse_config("HybridAnnealing.ramp = 6000")
     with pytest.raises(ValueError, match="HybridAnnealing.period must be > ramp"):
         HybridAnnealing()

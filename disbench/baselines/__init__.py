@@ -18,8 +18,7 @@ MODELS = {
 
 @hookimpl
 def register_models(registry):
-    for name, cls in MODELS.items():
-        registry.add(name, cls)
+    registry.add_all(MODELS)
 
 
 @hookimpl

@@ -12,9 +12,6 @@ from ..schedulers import ConstantBeta
 class VAE(VAEModel):
     """The plain VAE: β(t) = 1."""
 
-    def __init__(self, scheduler=None, **arch):
-        super().__init__(scheduler=scheduler, **arch)
-
 
 @gin.configurable
 class BetaVAEH(VAEModel):

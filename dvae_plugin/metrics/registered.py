@@ -64,6 +64,13 @@ class _GapMetric:
         return out
 
 
+def _encode_samples(representation, dataset, num_samples: int | None, seed: int):
+    """(mu, logvar, factors) of the whole dataset or of a seeded subset."""
+    indices = _whole_or_subset(dataset, num_samples, seed)
+    mu, logvar = representation.encode(indices)
+    return mu, logvar, dataset.factors if indices is None else dataset.factors[indices]
+
+
 def _whole_or_subset(dataset, num_samples: int | None, seed: int) -> np.ndarray | None:
     """None (the whole dataset, whose encoding the Representation caches) or
     ``num_samples`` distinct indices drawn with ``seed``, sorted for locality.
@@ -127,9 +134,7 @@ class RMIG(_GapMetric):
 
     def __call__(self, representation, dataset, *, seed: int = 0) -> dict:
         require_factors(dataset, self.name)
-        indices = _whole_or_subset(dataset, self.num_samples, seed)
-        mu, logvar = representation.encode(indices)
-        factors = dataset.factors if indices is None else dataset.factors[indices]
+        mu, logvar, factors = _encode_samples(representation, dataset, self.num_samples, seed)
         result = rmig_score(mu, logvar, factors, self.num_bins, self.value_range,
                             factor_names=dataset.factor_names, chunk_size=self.chunk_size,
                             device=_device(self.device, representation))
@@ -159,9 +164,7 @@ class MIGSampled(_GapMetric):
 
     def __call__(self, representation, dataset, *, seed: int = 0) -> dict:
         require_factors(dataset, self.name)
-        indices = _whole_or_subset(dataset, self.num_samples, seed)
-        mu, logvar = representation.encode(indices)
-        factors = dataset.factors if indices is None else dataset.factors[indices]
+        mu, logvar, factors = _encode_samples(representation, dataset, self.num_samples, seed)
         result = mig_sampled_score(mu, logvar, factors, dataset.factor_sizes, self.num_entropy_samples, seed,
                                    factor_names=dataset.factor_names,
                                    device=_device(self.device, representation))
