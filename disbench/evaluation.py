@@ -21,6 +21,13 @@ from .runs import CONFIG_NAME, load_results, update_results
 from .training.checkpoint import CHECKPOINT_NAME, load_checkpoint
 
 
+def _cuda_indices(device) -> list[int]:
+    device = torch.device(device)
+    if device.type != "cuda":
+        return []
+    return [device.index if device.index is not None else torch.cuda.current_device()]
+
+
 def evaluate_model(model, dataset, metric_names, *, seed: int, device, progress: bool = False) -> dict:
     """Run each metric on ``model``'s encoding of ``dataset``; results by name.
 
@@ -33,7 +40,7 @@ def evaluate_model(model, dataset, metric_names, *, seed: int, device, progress:
     representation = Representation(model.encode, dataset.images, device=device, progress=progress)
     results = {}
     numpy_state = np.random.get_state()
-    with torch.random.fork_rng(devices=[device] if torch.device(device).type == "cuda" else []):
+    with torch.random.fork_rng(devices=_cuda_indices(device)):
         for name, metric_cls in metrics:
             try:
                 metric = metric_cls()
