@@ -45,12 +45,17 @@ def prepare_resume(run_dir: Path, sources: ConfigSources | None = None, model: s
 
 
 def train_and_evaluate(run_dir: Path, *, device, resume: bool, evaluate: bool = True,
-                       metrics=None, progress: bool | None = None) -> dict:
-    """Train the configured run (resuming if asked), then evaluate its metrics."""
+                       metrics=None, progress: bool | None = None, on_trained=None) -> dict:
+    """Train the configured run (resuming if asked), then evaluate its metrics.
+
+    ``on_trained(results)`` is called between the two (the CLI reports training there).
+    """
     from .evaluation import evaluate_run
     from .training.loop import train
 
     results = train(Path(run_dir), device=device, resume=resume, progress=progress)
+    if on_trained is not None:
+        on_trained(results)
     if evaluate and (metrics or build_protocol().metrics):
         results = evaluate_run(Path(run_dir), metrics, device=device, progress=progress)
     return results

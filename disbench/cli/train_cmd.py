@@ -79,12 +79,15 @@ def run_train(args) -> int:
         resume = False
 
     results = train_and_evaluate(run_dir, device=device, resume=resume, evaluate=not args.no_eval,
-                                 progress=progress)
-    final = results.get("final", {})
-    print(f"trained {results['model']} for {results['steps']} steps in {results['elapsed_seconds']:.1f} s: "
-          f"recon {final.get('recon', float('nan')):.3f}, KL {final.get('kl', float('nan')):.3f}, "
-          f"beta {final.get('beta', float('nan')):.4g}")
+                                 progress=progress, on_trained=_report_training)
     if results.get("metrics"):
         print("metrics:\n" + format_metrics(results["metrics"]))
     print(f"results: {run_dir / RESULTS_NAME}")
     return 0
+
+
+def _report_training(results: dict) -> None:
+    final = results.get("final", {})
+    print(f"trained {results['model']} for {results['steps']} steps in {results['elapsed_seconds']:.1f} s: "
+          f"recon {final.get('recon', float('nan')):.3f}, KL {final.get('kl', float('nan')):.3f}, "
+          f"beta {final.get('beta', float('nan')):.4g}", flush=True)
