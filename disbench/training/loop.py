@@ -69,6 +69,21 @@ def _as_float_dict(values: dict) -> dict:
     return out
 
 
+def training_step(model, optimizer, sampler: DeviceSampler, step: int) -> tuple:
+    """One optimizer step: forward, β from the detached KL, loss, backward, Adam,
+    then the model's own auxiliary update. Returns β and the step's scalars as
+    tensors (nothing here waits for the device)."""
+    terms = model(sampler.next())
+    beta = model.scheduler.step(terms.kl.detach())
+    loss, extras = model.loss(terms, beta, step)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    auxiliary = model.auxiliary_step(terms, sampler.next, step)
+    return beta, {"loss": loss, "recon": terms.recon, "kl": terms.kl, "kl_per_dim": terms.kl_per_dim,
+                  **extras, **auxiliary}
+
+
 def run_fingerprint(protocol, dataset) -> str:
     """The protocol fingerprint, including the dataset's and the metrics' gin bindings."""
     metrics = [get_registry("metrics").get(m) for m in protocol.metrics]  # unknown names fail before training
@@ -135,15 +150,8 @@ def train(run_dir: Path, *, device: torch.device, resume: bool = False, progress
     try:
         while step < protocol.steps:
             step += 1
-            terms = model(sampler.next())
-            beta = scheduler.step(terms.kl.detach())
-            loss, extras = model.loss(terms, beta, step)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            auxiliary = model.auxiliary_step(terms, sampler.next, step)
-            accumulator.add({"loss": loss, "recon": terms.recon, "kl": terms.kl,
-                             "kl_per_dim": terms.kl_per_dim, **extras, **auxiliary})
+            beta, logged = training_step(model, optimizer, sampler, step)
+            accumulator.add(logged)
 
             last = step == protocol.steps
             at_checkpoint = step % protocol.checkpoint_every == 0 or last

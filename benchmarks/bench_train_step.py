@@ -1,0 +1,98 @@
+#!/usr/bin/env python
+"""Speed of one training step, and (on CUDA) proof that it never waits for the GPU.
+
+For each model it times ``disbench.training.loop.training_step`` — forward, β from
+the scheduler, loss, backward, Adam, auxiliary update — on random binary 64x64
+batches held on the device as uint8, exactly as a run does. On CUDA it then runs
+steps under ``torch.cuda.set_sync_debug_mode("error")``: any host–device
+synchronisation inside the step (an ``.item()``, a ``float(tensor)``, a Python
+``if`` on a tensor) raises, and the benchmark reports it.
+
+    python benchmarks/bench_train_step.py [--device auto] [--batch 128] [--steps 50]
+        [--models dynamicvae,controlvae,vae,betavae_b,factorvae,betatcvae] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import torch
+
+from disbench.builders import resolve_device
+from disbench.data import DeviceSampler
+from disbench.plugins import get_registry
+from disbench.training.loop import training_step
+
+
+def bench_model(name: str, device: torch.device, batch: int, steps: int, warmup: int = 5) -> dict:
+    torch.manual_seed(0)
+    images = (torch.rand(4096, 1, 64, 64) > 0.9).to(torch.uint8) * 255
+    model = get_registry("models").get(name)(latent_dim=10, num_channels=1, likelihood="bernoulli",
+                                             dataset_size=737_280).to(device)
+    optimizer = torch.optim.Adam(model.main_parameters(), lr=1e-4, betas=(0.9, 0.99))
+    sampler = DeviceSampler(images, batch, device, seed=0)
+    step = 0
+    for _ in range(warmup):
+        step += 1
+        training_step(model, optimizer, sampler, step)
+    synchronize(device)
+    started = time.perf_counter()
+    for _ in range(steps):
+        step += 1
+        training_step(model, optimizer, sampler, step)
+    synchronize(device)
+    seconds = (time.perf_counter() - started) / steps
+    out = {"ms_per_step": round(seconds * 1e3, 3), "images_per_s": round(batch / seconds, 1)}
+    if device.type == "cuda":
+        out["host_syncs_in_step"] = sync_check(model, optimizer, sampler, step)
+    return out
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def sync_check(model, optimizer, sampler, step: int) -> str:
+    """'none', or the error raised by the first synchronising call."""
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            step += 1
+            training_step(model, optimizer, sampler, step)
+        return "none"
+    except RuntimeError as exc:
+        return f"SYNC: {str(exc).splitlines()[0]}"
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--models", default="dynamicvae,controlvae,vae,betavae_b,factorvae,betatcvae")
+    p.add_argument("--json", help="also write the results here")
+    args = p.parse_args(argv)
+    device = resolve_device(args.device)
+    setup = {"device": str(device), "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+             "batch": args.batch, "steps": args.steps, "torch": torch.__version__,
+             "threads": torch.get_num_threads(), "machine": platform.machine()}
+    print(json.dumps(setup))
+    results = {}
+    for name in args.models.split(","):
+        results[name] = bench_model(name, device, args.batch, args.steps)
+        print(f"{name:>12}: {results[name]}", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"setup": setup, "results": results}, f, indent=2)
+    syncs = [n for n, r in results.items() if r.get("host_syncs_in_step", "none") != "none"]
+    return 1 if syncs else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
