@@ -103,3 +103,17 @@ def test_truncated_image_named(tmp_path):
 def test_path_must_be_a_folder(tmp_path):
     with pytest.raises(DisbenchError, match="not a folder"):
         chairs3d(path=tmp_path / "nothing")
+
+
+def test_missing_folder_names_the_expected_path_and_the_source(tmp_path):
+    (tmp_path / "rendered_chairs").write_text("a file, not the folder")
+    with pytest.raises(DisbenchError) as err:
+        chairs3d(data_root=tmp_path)
+    assert f"expected the folder {tmp_path / 'rendered_chairs'}" in message(err)
+    assert "rendered_chairs.tar" in message(err)
+
+
+def test_second_folder_name_is_found(tmp_path):
+    make_folder(tmp_path)
+    (tmp_path / "rendered_chairs").rename(tmp_path / "chairs3d")
+    assert len(chairs3d(data_root=tmp_path, cache=False).images) > 0

@@ -7,35 +7,19 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from sklearn.metrics import mutual_info_score
 
 from disbench.errors import DisbenchError
 from dvae_plugin.metrics import mig_score
 from dvae_plugin.metrics.mig import histogram_bins
-
-
-def reference_mig(codes, factors, num_bins=20):
-    """disentanglement_lib's computation, loop for loop: histogram discretizer,
-    mutual_info_score per (latent, factor), entropy as mutual_info_score(y, y)."""
-    mus, ys = codes.T, factors.T
-    discretized = np.zeros_like(mus)
-    for i in range(mus.shape[0]):
-        discretized[i] = np.digitize(mus[i], np.histogram(mus[i], num_bins)[1][:-1])
-    m = np.array([[mutual_info_score(ys[j], discretized[i]) for j in range(ys.shape[0])]
-                  for i in range(mus.shape[0])])
-    entropy = np.array([mutual_info_score(ys[j], ys[j]) for j in range(ys.shape[0])])
-    sorted_m = np.sort(m, axis=0)[::-1]
-    per_factor = (sorted_m[0] - sorted_m[1]) / entropy
-    return np.mean(per_factor), per_factor, m, entropy, discretized
+from dvae_plugin.metrics.reference import disentanglement_lib_mig
 
 
 def assert_matches_reference(codes, factors, num_bins):
-    score, per_factor, m, entropy, _ = reference_mig(codes, factors, num_bins)
+    reference = disentanglement_lib_mig(codes, factors, num_bins)
     result = mig_score(codes, factors, num_bins)
-    np.testing.assert_allclose(result["mi"], m, rtol=0, atol=1e-9)
-    np.testing.assert_allclose(result["entropy"], entropy, rtol=0, atol=1e-9)
-    np.testing.assert_allclose(result["per_factor"], per_factor, rtol=0, atol=1e-9)
-    assert result["score"] == pytest.approx(score, abs=1e-9)
+    for key in ("mi", "entropy", "per_factor"):
+        np.testing.assert_allclose(result[key], reference[key], rtol=0, atol=1e-9)
+    assert result["score"] == pytest.approx(reference["score"], abs=1e-9)
 
 
 def mixed_codes(rng, n, num_latents, factors, dtype):
@@ -72,7 +56,7 @@ def test_equals_disentanglement_lib_property(codes, num_bins, data):
     factors = data.draw(hnp.arrays(np.int64, (codes.shape[0], 2), elements=st.integers(0, 4)))
     factors[:2] = [[0, 0], [1, 1]]  # every factor takes >= 2 values
     try:
-        reference_mig(codes, factors, num_bins)
+        disentanglement_lib_mig(codes, factors, num_bins)
     except ValueError:  # numpy cannot bin a range of < num_bins floats; see test_collapsed_latent
         assume(False)
     assert_matches_reference(codes, factors, num_bins)
@@ -94,7 +78,7 @@ def test_bins_are_disentanglement_libs_minus_one():
     rng = np.random.default_rng(0)
     codes = np.concatenate([rng.normal(size=(500, 3)), np.ones((500, 1))], axis=1).astype(np.float32)
     codes[:5, 0] = np.histogram_bin_edges(codes[:, 0], 20)[[0, 3, 10, 19, 20]]  # values on edges
-    *_, discretized = reference_mig(codes, (np.arange(500) % 2)[:, None], 20)
+    discretized = disentanglement_lib_mig(codes, (np.arange(500) % 2)[:, None], 20)["discretized"]
     np.testing.assert_array_equal(histogram_bins(codes, 20) + 1, discretized.T)
 
 

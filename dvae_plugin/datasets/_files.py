@@ -27,25 +27,27 @@ def find_file(
     explicit: str | os.PathLike | None,
     how_to_get: str,
     subdirs: Sequence[str] = (),
+    folder: bool = False,
 ) -> Path:
-    """The file holding dataset ``what``.
+    """The file (or with ``folder=True`` the folder) holding dataset ``what``.
 
     ``explicit`` (an option such as ``path=``) wins and must exist. Otherwise each
     of ``names`` is looked for in the data root and then in its ``subdirs``; if
     none exists the error names the first expected path and ``how_to_get`` it.
     """
+    found = Path.is_dir if folder else Path.exists
     if explicit:
         path = Path(explicit).expanduser()
-        if not path.exists():
-            raise DisbenchError(f"{what}: {path} does not exist")
+        if not found(path):
+            raise DisbenchError(f"{what}: {path} " + ("is not a folder" if folder else "does not exist"))
         return path
     root = resolve_data_root(data_root)
-    for folder in [root, *(root / s for s in subdirs)]:
+    for place in [root, *(root / s for s in subdirs)]:
         for name in names:
-            if (folder / name).exists():
-                return folder / name
+            if found(place / name):
+                return place / name
     raise DisbenchError(
-        f"{what} not found: expected {root / names[0]} ({how_to_get}; set the data root with "
+        f"{what} not found: expected {'the folder ' if folder else ''}{root / names[0]} ({how_to_get}; set the data root with "
         f"--data-root or ${DATA_ENV}, now {root})"
     )
 

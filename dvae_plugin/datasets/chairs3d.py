@@ -24,11 +24,10 @@ from PIL import Image
 
 from disbench.data import ImageDataset
 from disbench.errors import DisbenchError
-from disbench.paths import DATA_ENV, data_root as resolve_data_root
 from disbench.progress import progress_bar
 
 from ._cache import ArrayCache
-from ._files import GIN_MODULE
+from ._files import GIN_MODULE, find_file
 
 URL = "https://www.di.ens.fr/willow/research/seeing3Dchairs/"
 FOLDERS = ("rendered_chairs", "chairs3d")
@@ -41,7 +40,8 @@ READER_VERSION = 1
 def chairs3d(data_root=None, path=None, cache: bool = True, progress: bool | None = None) -> ImageDataset:
     """RGB images (N, 3, 64, 64) uint8 from the folder ``path`` (default:
     ``<data root>/rendered_chairs`` or ``<data root>/chairs3d``)."""
-    folder = _find_folder(data_root, path)
+    folder = find_file("3D chairs", FOLDERS, data_root, path, folder=True,
+                       how_to_get=f"download rendered_chairs.tar from {URL} and extract it there")
     files = sorted((p for p in folder.rglob("*") if p.suffix.lower() in EXTENSIONS and p.is_file()),
                    key=lambda p: p.relative_to(folder).as_posix())
     if not files:
@@ -72,22 +72,6 @@ def chairs3d(data_root=None, path=None, cache: bool = True, progress: bool | Non
         source=f"{folder} ({len(files)} images, listing sha256 {key[:12]})",
         likelihood="gaussian",
         info={"cache": cache_path} if cache_path else {},
-    )
-
-
-def _find_folder(data_root, path) -> Path:
-    if path:
-        folder = Path(path).expanduser()
-        if not folder.is_dir():
-            raise DisbenchError(f"3D chairs: {folder} is not a folder")
-        return folder
-    root = resolve_data_root(data_root)
-    for name in FOLDERS:
-        if (root / name).is_dir():
-            return root / name
-    raise DisbenchError(
-        f"3D chairs not found: expected the folder {root / FOLDERS[0]} (download rendered_chairs.tar from {URL} "
-        f"and extract it there; set the data root with --data-root or ${DATA_ENV}, now {root})"
     )
 
 
