@@ -1,4 +1,7 @@
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import gin
@@ -44,3 +47,11 @@ def _isolated(tmp_path, monkeypatch):
 def full_host():
     """Every installed plugin (entry points: dvae_plugin, the example) plus the toy plugin."""
     yield from _host_with_toy_plugin(entry_points=True)
+
+
+@pytest.fixture(scope="session")
+def installed_plugins_json() -> dict:
+    """What the installed package's `disbench plugins --json` prints, run once as a user would."""
+    out = subprocess.run([sys.executable, "-m", "disbench", "plugins", "--json"],
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out)

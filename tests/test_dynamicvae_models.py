@@ -1,8 +1,6 @@
 """DynamicVAE and its relatives as registered models, trained through the harness."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,10 +17,8 @@ DVAE_NAMES = {
 }
 
 
-def test_installed_entry_point_registers_everything():
-    out = subprocess.run([sys.executable, "-m", "disbench", "plugins", "--json"],
-                         capture_output=True, text=True, check=True).stdout
-    data = json.loads(out)
+def test_installed_entry_point_registers_everything(installed_plugins_json):
+    data = installed_plugins_json
     dvae = next(p for p in data["plugins"] if p["name"] == "dvae")
     assert dvae["error"] is None and dvae["module"] == "dvae_plugin.plugin"
     for kind, names in DVAE_NAMES.items():

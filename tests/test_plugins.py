@@ -1,6 +1,4 @@
 import json
-import subprocess
-import sys
 import textwrap
 
 from disbench.hookspecs import hookimpl
@@ -109,9 +107,7 @@ def test_plugins_text_lists_contributions(toy_host, capsys):
     assert "disbench.baselines" in out and "models: betatcvae, betavae_b, betavae_h, factorvae, vae" in out
 
 
-def test_installed_console_script_lists_builtins():
+def test_installed_console_script_lists_builtins(installed_plugins_json):
     """The real `disbench` executable of the installed package."""
-    out = subprocess.run([sys.executable, "-m", "disbench", "plugins", "--json"],
-                         capture_output=True, text=True, check=True).stdout
-    data = json.loads(out)
+    data = installed_plugins_json
     assert {"vae", "betavae_h"} <= set(data["models"])

@@ -21,10 +21,8 @@ def test_example_is_installed():
         "(pip install -e examples/third_party_scheduler)")
 
 
-def test_disbench_plugins_lists_the_third_party_scheduler():
-    out = subprocess.run([sys.executable, "-m", "disbench", "plugins", "--json"],
-                         capture_output=True, text=True, check=True).stdout
-    data = json.loads(out)
+def test_disbench_plugins_lists_the_third_party_scheduler(installed_plugins_json):
+    data = installed_plugins_json
     plugin = next(p for p in data["plugins"] if p["name"] == "cyclical_beta")
     assert plugin["error"] is None and plugin["version"] == "0.1.0"
     assert "cyclical" in data["schedulers"]
