@@ -39,7 +39,7 @@ def _peak_mb() -> float:
 
 def phase_synth() -> dict:
     """Load (generating if the cache is cold) the full dsprites_synth."""
-    from dvae_plugin.datasets.dsprites_synth import dsprites_synth
+    from disbench.datasets.dsprites_synth import dsprites_synth
 
     baseline = _rss_mb()
     start = time.perf_counter()
@@ -57,7 +57,7 @@ def phase_write_official(path: str) -> dict:
     """Write a full-size npz in the official layout (from the cached synthetic set)."""
     import numpy as np
 
-    from dvae_plugin.datasets.dsprites_synth import FULL_SIZES, build
+    from disbench.datasets.dsprites_synth import FULL_SIZES, build
 
     images, _ = build(FULL_SIZES, progress=False)
     np.floor_divide(images, 255, out=images)  # back to the official 0/1
@@ -72,7 +72,7 @@ def phase_write_official(path: str) -> dict:
 
 def phase_official(path: str) -> dict:
     """Load the official-layout npz with the `dsprites` loader."""
-    from dvae_plugin.datasets.dsprites import dsprites
+    from disbench.datasets.dsprites import dsprites
 
     baseline = _rss_mb()
     start = time.perf_counter()

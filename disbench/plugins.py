@@ -22,7 +22,7 @@ from .registry import Registry
 
 ENTRY_POINT_GROUP = "disbench"
 DISABLE_ENV = "DISBENCH_DISABLE_PLUGINS"
-BUILTIN_PLUGINS = {"disbench.baselines": "disbench.baselines"}
+BUILTIN_PLUGINS = {"disbench.baselines": "disbench.baselines", "disbench.datasets": "disbench.datasets.plugin"}
 
 # registry kind -> the hook that fills it
 REGISTRY_HOOKS = {

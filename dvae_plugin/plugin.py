@@ -40,13 +40,6 @@ def register_metrics(registry):
 
 
 @hookimpl
-def register_datasets(registry):
-    from .datasets import DATASETS
-
-    registry.add_all(DATASETS)
-
-
-@hookimpl
 def register_commands(subparsers):
     from .stability.cli import add_parser
 

@@ -5,8 +5,8 @@ import pytest
 from PIL import Image
 
 from disbench.errors import DisbenchError
-from dvae_plugin.datasets import chairs3d as chairs_module
-from dvae_plugin.datasets.chairs3d import chairs3d
+from disbench.datasets import chairs3d as chairs_module
+from disbench.datasets.chairs3d import chairs3d
 
 
 @pytest.fixture(autouse=True)

@@ -14,9 +14,9 @@ from disbench.data import GroundTruthDataset, ImageDataset
 from disbench.data.preview import GAP, LABEL_WIDTH, draw_preview, preview_size
 from disbench.errors import DisbenchError, UnknownNameError
 from disbench.hookspecs import hookimpl
-from dvae_plugin.datasets import DATASETS
-from dvae_plugin.datasets.dsprites import FILENAME
-from dvae_plugin.datasets.dsprites_synth import dsprites_synth
+from disbench.datasets import DATASETS
+from disbench.datasets.dsprites import FILENAME
+from disbench.datasets.dsprites_synth import dsprites_synth
 
 TINY = (3, 1, 4, 3, 3)
 
@@ -31,19 +31,20 @@ def _env(tmp_path, monkeypatch):
 
 
 class TinyDatasets:
-    """A test plugin: a tiny generated dSprites and the official loader."""
+    """A test plugin: a tiny generated dSprites (the official loader is built in)."""
 
     @staticmethod
     @hookimpl
     def register_datasets(registry):
         registry.add("tiny", lambda data_root=None: dsprites_synth(data_root, factor_sizes=TINY))
-        registry.add("dsprites", DATASETS["dsprites"])
 
 
 @pytest.fixture
 def host():
     host = plugins.PluginHost(entry_points=False, extra_plugins={"tiny": TinyDatasets})
     assert host.plugins["tiny"].error is None, host.plugins["tiny"].error
+    assert host.registry("datasets").get("dsprites") is DATASETS["dsprites"]
+    assert host.registry("datasets").source("dsprites") == "disbench.datasets"
     plugins.set_host(host)
     yield host
     plugins.set_host(None)
@@ -59,7 +60,7 @@ def run_cli(argv):
 def test_datasets_table_and_gin_names():
     assert sorted(DATASETS) == ["chairs3d", "dsprites", "dsprites_synth", "mnist", "shapes3d"]
     gin.parse_config("dsprites_synth.factor_sizes = (1, 1, 2, 2, 2)\n"
-                     "dvae_plugin.datasets.dsprites_synth.cache = False")
+                     "disbench.datasets.dsprites_synth.cache = False")
     ds = DATASETS["dsprites_synth"]()
     assert len(ds) == 8 and ds.source.endswith("(not cached)")
     assert gin.get_bindings(DATASETS["dsprites_synth"])["factor_sizes"] == (1, 1, 2, 2, 2)
@@ -119,7 +120,7 @@ def test_data_prepare_with_data_root(host, tmp_path):
 
 
 def test_data_unknown_name(host):
-    with pytest.raises(UnknownNameError, match="known: dsprites, tiny"):
+    with pytest.raises(UnknownNameError, match="known: chairs3d, dsprites, dsprites_synth, mnist, shapes3d, tiny "):
         run_cli(["data", "prepare", "tinny"])
 
 

@@ -7,9 +7,9 @@ import pytest
 
 from disbench.data import FactorGridDataset
 from disbench.errors import DisbenchError
-from dvae_plugin.datasets import dsprites as dsprites_module
-from dvae_plugin.datasets.dsprites import FILENAME, dsprites
-from dvae_plugin.datasets.dsprites_synth import render
+from disbench.datasets import dsprites as dsprites_module
+from disbench.datasets.dsprites import FILENAME, dsprites
+from disbench.datasets.dsprites_synth import render
 
 SIZES = (3, 2, 2, 2, 3)  # a complete sub-grid: 72 images
 

@@ -7,8 +7,8 @@ import pytest
 
 from disbench.data import FactorGridDataset
 from disbench.errors import DisbenchError
-from dvae_plugin.datasets import dsprites_synth as synth
-from dvae_plugin.datasets.dsprites_synth import FULL_SIZES, dsprites_synth, render
+from disbench.datasets import dsprites_synth as synth
+from disbench.datasets.dsprites_synth import FULL_SIZES, dsprites_synth, render
 
 SUB = (3, 2, 9, 4, 5)  # orientations 0, pi/4, ..., 2pi; unequal x/y counts catch a swap
 

@@ -8,7 +8,7 @@ import pytest
 
 from disbench.data import GroundTruthDataset
 from disbench.errors import DisbenchError
-from dvae_plugin.datasets.mnist import mnist
+from disbench.datasets.mnist import mnist
 
 N = 12
 

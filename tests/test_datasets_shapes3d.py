@@ -6,7 +6,7 @@ import pytest
 
 from disbench.data import FactorGridDataset
 from disbench.errors import DisbenchError
-from dvae_plugin.datasets.shapes3d import FACTOR_NAMES, FILENAME, shapes3d
+from disbench.datasets.shapes3d import FACTOR_NAMES, FILENAME, shapes3d
 
 SIZES = (2, 1, 2, 3, 2, 2)  # 48 images
 VALUES = [np.linspace(0, 0.9, 10), np.linspace(0, 0.9, 10), np.linspace(0, 0.9, 10),

@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from disbench.data import ImageDataset
-from disbench.errors import DisbenchError
-from disbench.progress import progress_bar
+from ..data import ImageDataset
+from ..errors import DisbenchError
+from ..progress import progress_bar
 
 from ._cache import ArrayCache
 from ._files import GIN_MODULE, find_file

@@ -1,12 +1,14 @@
-"""The paper's datasets as disbench dataset factories.
+"""The shipped datasets as disbench dataset factories.
 
 ``DATASETS`` maps a dataset name to ``factory(data_root=None, **options) ->
-ImageDataset``; the plugin registers it through ``register_datasets``.
+ImageDataset``; the built-in plugin :mod:`disbench.datasets.plugin` registers
+it through ``register_datasets``, so the harness needs no other plugin to run
+its protocols.
 
 Gin: each factory is configurable under its dataset name, in the module
-``dvae_plugin.datasets``, so options bind as ``dsprites_synth.factor_sizes =
+``disbench.datasets``, so options bind as ``dsprites_synth.factor_sizes =
 (3, 6, 40, 8, 8)`` or ``dsprites.path = '/data/dsprites.npz'`` (the full
-``dvae_plugin.datasets.dsprites`` form disambiguates if another configurable
+``disbench.datasets.dsprites`` form disambiguates if another configurable
 shares the name). An argument passed explicitly wins over a binding, so
 callers pass ``data_root`` only when the user gave one.
 

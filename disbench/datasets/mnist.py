@@ -29,8 +29,8 @@ import gin
 import numpy as np
 import torch
 
-from disbench.data import GroundTruthDataset
-from disbench.errors import DisbenchError
+from ..data import GroundTruthDataset
+from ..errors import DisbenchError
 
 from ._files import GIN_MODULE, describe_file, file_error, find_file, short_exc
 

@@ -28,7 +28,7 @@ import gin
 import numpy as np
 import torch
 
-from disbench.data import FactorGridDataset
+from ..data import FactorGridDataset
 
 from ._files import (GIN_MODULE, check_sizes, describe_file, file_error, find_file, require_complete_grid,
                      short_exc)

@@ -18,8 +18,8 @@ import gin
 import numpy as np
 import torch
 
-from disbench.data import FactorGridDataset
-from disbench.progress import progress_bar
+from ..data import FactorGridDataset
+from ..progress import progress_bar
 
 from ._files import (GIN_MODULE, check_sizes, describe_file, file_error, find_file, require_complete_grid,
                      short_exc)

@@ -17,8 +17,8 @@ from typing import Callable
 
 import numpy as np
 
-from disbench.io import atomic_path, atomic_write_json
-from disbench.paths import cache_dir
+from ..io import atomic_path, atomic_write_json
+from ..paths import cache_dir
 
 log = logging.getLogger(__name__)
 

@@ -9,11 +9,11 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from disbench.errors import DisbenchError
-from disbench.paths import DATA_ENV, data_root as resolve_data_root
+from ..errors import DisbenchError
+from ..paths import DATA_ENV, data_root as resolve_data_root
 
 # Factories are gin-configurable under their dataset name in this module.
-GIN_MODULE = "dvae_plugin.datasets"
+GIN_MODULE = "disbench.datasets"
 
 # Files up to this size get a short SHA-256 in their ``source`` string; bigger
 # ones (3dshapes.h5 is 255 MB) only their size, to keep loading fast.

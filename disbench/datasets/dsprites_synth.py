@@ -43,9 +43,9 @@ import gin
 import numpy as np
 import torch
 
-from disbench.data import FactorGridDataset
-from disbench.errors import DisbenchError
-from disbench.progress import progress_bar
+from ..data import FactorGridDataset
+from ..errors import DisbenchError
+from ..progress import progress_bar
 
 from ._cache import ArrayCache
 from ._files import GIN_MODULE
