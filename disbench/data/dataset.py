@@ -64,6 +64,8 @@ class ImageDataset:
         if self.has_factors:
             out["factor_names"] = list(self.factor_names)
             out["factor_sizes"] = list(self.factor_sizes)
+            if self.factor_display_order:
+                out["factor_display_order"] = list(self.factor_display_order)
         out.update(self.info)
         return out
 
@@ -75,11 +77,17 @@ class GroundTruthDataset(ImageDataset):
     Factor ``k`` of image ``n`` is ``factors[n, k]`` in ``range(factor_sizes[k])``.
     The factors need not form a complete grid (MNIST has labels only); see
     :class:`FactorGridDataset` for datasets that hold every combination once.
+
+    ``factor_display_order`` (optional) is the order tables show the factors in,
+    a permutation of ``factor_names`` (dSprites: the paper's pos_x, pos_y,
+    shape, scale, orientation); results record it under ``dataset``. Empty:
+    the order of ``factor_names``.
     """
 
     factor_names: Sequence[str] = ()
     factor_sizes: Sequence[int] = ()
     factors: np.ndarray | None = None
+    factor_display_order: Sequence[str] = ()
 
     has_factors = True
 
@@ -89,6 +97,12 @@ class GroundTruthDataset(ImageDataset):
         self.factor_sizes = tuple(int(s) for s in self.factor_sizes)
         if len(self.factor_names) != len(self.factor_sizes) or not self.factor_names:
             raise DisbenchError(f"dataset {self.name!r}: factor names and sizes must match and be non-empty")
+        self.factor_display_order = tuple(self.factor_display_order)
+        if self.factor_display_order and sorted(self.factor_display_order) != sorted(self.factor_names):
+            raise DisbenchError(
+                f"dataset {self.name!r}: factor_display_order {list(self.factor_display_order)} must list "
+                f"each factor of {list(self.factor_names)} once"
+            )
         if self.factors is None:
             self.factors = self._grid_factors()
         self.factors = np.asarray(self.factors)

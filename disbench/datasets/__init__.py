@@ -19,6 +19,12 @@ Options (besides ``data_root``):
 * ``mnist``: ``path``, ``labels_path``, ``split``, ``placement``, ``threshold``
 * ``chairs3d``: ``path``, ``cache``, ``progress``
 * ``shapes3d``: ``path``, ``allow_subgrid``, ``progress``
+
+Each factory also takes ``metadata_only=True`` (kept out of gin) and then
+returns a :class:`disbench.data.DatasetInfo` (size, image shape, factors)
+from the files' headers, without reading any image: see
+:func:`disbench.data.dataset_info`. dSprites and dsprites_synth declare the
+paper's factor display order (pos_x, pos_y, shape, scale, orientation).
 """
 
 from . import chairs3d, dsprites, dsprites_synth, mnist, shapes3d

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -104,6 +106,29 @@ def require_complete_grid(path, factors: np.ndarray, names: Iterable[str]) -> tu
             f"{factors[wrong[0]].tolist()})",
         )
     return sizes
+
+
+def npz_array_header(path: str | os.PathLike, key: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of the array ``key`` of an ``.npz``, from its ``.npy``
+    header alone: the array's data is not read (a compressed member is
+    inflated only as far as its header) and nothing is unpickled."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            if key + ".npy" not in names:
+                held = sorted(n.removesuffix(".npy") for n in names)
+                raise file_error(path, f"missing key {key!r}; it holds {held}")
+            with archive.open(key + ".npy") as member:
+                version = np.lib.format.read_magic(member)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+                elif version == (2, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+                else:
+                    raise file_error(path, f"{key!r} has .npy format version {version}, expected 1.0 or 2.0")
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise file_error(path, f"not a readable npz file ({short_exc(exc)})") from None
+    return tuple(int(d) for d in shape), dtype
 
 
 def check_sizes(path, sizes: Sequence[int], expected: Sequence[int], names: Sequence[str], allow_subgrid: bool) -> None:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..data import ImageDataset
+from ..data import DatasetInfo, ImageDataset
 from ..errors import DisbenchError
 from ..progress import progress_bar
 
@@ -36,16 +36,19 @@ SIZE = 64
 READER_VERSION = 1
 
 
-@gin.configurable("chairs3d", module=GIN_MODULE)
-def chairs3d(data_root=None, path=None, cache: bool = True, progress: bool | None = None) -> ImageDataset:
+@gin.configurable("chairs3d", module=GIN_MODULE, denylist=["metadata_only"])
+def chairs3d(data_root=None, path=None, cache: bool = True, progress: bool | None = None,
+             metadata_only: bool = False) -> ImageDataset | DatasetInfo:
     """RGB images (N, 3, 64, 64) uint8 from the folder ``path`` (default:
-    ``<data root>/rendered_chairs`` or ``<data root>/chairs3d``)."""
+    ``<data root>/rendered_chairs`` or ``<data root>/chairs3d``).
+    ``metadata_only=True`` returns its :class:`DatasetInfo` instead: the image
+    files are counted, none is opened."""
     folder = find_file("3D chairs", FOLDERS, data_root, path, folder=True,
                        how_to_get=f"download rendered_chairs.tar from {URL} and extract it there")
-    files = sorted((p for p in folder.rglob("*") if p.suffix.lower() in EXTENSIONS and p.is_file()),
-                   key=lambda p: p.relative_to(folder).as_posix())
-    if not files:
-        raise DisbenchError(f"{folder}: no .png/.jpg images in this folder or below it")
+    files = image_files(folder)
+    if metadata_only:
+        return DatasetInfo(name="chairs3d", num_images=len(files), observation_shape=(3, SIZE, SIZE),
+                           likelihood="gaussian")
     listing = hashlib.sha256()
     for f in files:
         stat = f.stat()
@@ -73,6 +76,15 @@ def chairs3d(data_root=None, path=None, cache: bool = True, progress: bool | Non
         likelihood="gaussian",
         info={"cache": cache_path} if cache_path else {},
     )
+
+
+def image_files(folder: Path) -> list[Path]:
+    """The image files under ``folder``, sorted by relative path; an error if none."""
+    files = sorted((p for p in folder.rglob("*") if p.suffix.lower() in EXTENSIONS and p.is_file()),
+                   key=lambda p: p.relative_to(folder).as_posix())
+    if not files:
+        raise DisbenchError(f"{folder}: no .png/.jpg images in this folder or below it")
+    return files
 
 
 def _read_all(files: list[Path], out: np.ndarray, progress: bool | None) -> None:

@@ -28,26 +28,31 @@ import gin
 import numpy as np
 import torch
 
-from ..data import FactorGridDataset
+from ..data import DatasetInfo, FactorGridDataset
 
-from ._files import (GIN_MODULE, check_sizes, describe_file, file_error, find_file, require_complete_grid,
-                     short_exc)
-from .dsprites_synth import FACTOR_NAMES, FULL_SIZES
+from ._files import (GIN_MODULE, check_sizes, describe_file, file_error, find_file, npz_array_header,
+                     require_complete_grid, short_exc)
+from .dsprites_synth import DISPLAY_ORDER, FACTOR_NAMES, FULL_SIZES, grid_info
 
 FILENAME = "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
 URL = f"https://github.com/deepmind/dsprites-dataset/raw/master/{FILENAME}"
 _READ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
 
 
-@gin.configurable("dsprites", module=GIN_MODULE)
-def dsprites(data_root=None, path=None, allow_subgrid: bool = False) -> FactorGridDataset:
+@gin.configurable("dsprites", module=GIN_MODULE, denylist=["metadata_only"])
+def dsprites(data_root=None, path=None, allow_subgrid: bool = False,
+             metadata_only: bool = False) -> FactorGridDataset | DatasetInfo:
     """The official dSprites as a FactorGridDataset of {0, 255} images (N, 1, 64, 64).
 
     ``path`` points at the npz directly; otherwise it is looked for as
     ``<data root>/{FILENAME}`` or ``<data root>/dsprites/{FILENAME}``.
+    ``metadata_only=True`` returns its :class:`DatasetInfo` instead, from the
+    ``imgs`` header (see :func:`info`).
     """
     path = find_file("dSprites file", [FILENAME], data_root, path,
                      f"download {URL} into that folder", subdirs=["dsprites"])
+    if metadata_only:
+        return info(path, allow_subgrid)
     try:
         archive = np.load(path, allow_pickle=False)
     except _READ_ERRORS as exc:
@@ -72,7 +77,28 @@ def dsprites(data_root=None, path=None, allow_subgrid: bool = False) -> FactorGr
         likelihood="bernoulli",
         factor_names=FACTOR_NAMES,
         factor_sizes=sizes,
+        factor_display_order=DISPLAY_ORDER,
     )
+
+
+def info(path, allow_subgrid: bool = False) -> DatasetInfo:
+    """The file's DatasetInfo without reading ``imgs``: the image count and
+    shape come from its ``.npy`` header. The official sizes are taken as given
+    (the count must match them); with ``allow_subgrid`` the sizes are read from
+    ``latents_classes`` (integers, 35 MB for the full file) and checked."""
+    shape, dtype = npz_array_header(path, "imgs")
+    if dtype != np.uint8 or len(shape) != 3 or shape[1:] != (64, 64):
+        raise file_error(path, f"'imgs' must be (N, 64, 64) uint8, got {shape} {dtype}")
+    if allow_subgrid:
+        with np.load(path, allow_pickle=False) as archive:
+            sizes = _check_classes(_read(archive, "latents_classes", path), path)
+    else:
+        sizes = FULL_SIZES
+    if shape[0] != int(np.prod(sizes)):
+        hint = "" if allow_subgrid else " (allow_subgrid=True accepts a smaller grid)"
+        raise file_error(path, f"'imgs' holds {shape[0]} images, the factor grid {dict(zip(FACTOR_NAMES, sizes))} "
+                               f"{int(np.prod(sizes))}{hint}")
+    return grid_info("dsprites", sizes)
 
 
 def _read(archive, key: str, path) -> np.ndarray:

@@ -43,7 +43,7 @@ import gin
 import numpy as np
 import torch
 
-from ..data import FactorGridDataset
+from ..data import DatasetInfo, FactorGridDataset
 from ..errors import DisbenchError
 from ..progress import progress_bar
 
@@ -52,6 +52,7 @@ from ._files import GIN_MODULE
 
 GENERATOR_VERSION = 1
 FACTOR_NAMES = ("shape", "scale", "orientation", "pos_x", "pos_y")
+DISPLAY_ORDER = ("pos_x", "pos_y", "shape", "scale", "orientation")  # the paper's Table 1
 FULL_SIZES = (3, 6, 40, 32, 32)
 SHAPES = ("square", "ellipse", "heart")
 
@@ -235,17 +236,20 @@ def _pack_into(out: np.ndarray, images: np.ndarray) -> None:
         out[start:stop] = np.packbits(images[start:stop].reshape(stop - start, -1), axis=1)
 
 
-@gin.configurable("dsprites_synth", module=GIN_MODULE)
+@gin.configurable("dsprites_synth", module=GIN_MODULE, denylist=["metadata_only"])
 def dsprites_synth(data_root=None, factor_sizes=FULL_SIZES, cache: bool = True,
-                   progress: bool | None = None) -> FactorGridDataset:
+                   progress: bool | None = None, metadata_only: bool = False) -> FactorGridDataset | DatasetInfo:
     """Generated dSprites (see the module docstring).
 
     ``factor_sizes`` (shape, scale, orientation, pos_x, pos_y) renders a smaller
     grid through the same code (values are linspace over the same ranges, the
     first ``shape`` shapes); ``cache=False`` renders in memory without touching
     the cache. ``data_root`` is accepted for a uniform factory signature and unused.
+    ``metadata_only=True`` returns the grid's :class:`DatasetInfo`, rendering nothing.
     """
     sizes = check_sizes(factor_sizes)
+    if metadata_only:
+        return grid_info("dsprites_synth", sizes)
     images, cache_path = build(sizes, cache=cache, progress=progress)
     where = f"cache {cache_path}" if cache_path else "not cached"
     return FactorGridDataset(
@@ -255,5 +259,13 @@ def dsprites_synth(data_root=None, factor_sizes=FULL_SIZES, cache: bool = True,
         likelihood="bernoulli",
         factor_names=FACTOR_NAMES,
         factor_sizes=sizes,
+        factor_display_order=DISPLAY_ORDER,
         info={"cache": cache_path} if cache_path else {},
     )
+
+
+def grid_info(name: str, sizes) -> DatasetInfo:
+    """The info of a dSprites grid of factor ``sizes`` (binary 64×64 images)."""
+    return DatasetInfo(name=name, num_images=int(np.prod(sizes, dtype=np.int64)), observation_shape=(1, FRAME, FRAME),
+                       likelihood="bernoulli", factor_names=FACTOR_NAMES, factor_sizes=sizes,
+                       factor_display_order=DISPLAY_ORDER)

@@ -29,10 +29,10 @@ import gin
 import numpy as np
 import torch
 
-from ..data import GroundTruthDataset
+from ..data import DatasetInfo, GroundTruthDataset
 from ..errors import DisbenchError
 
-from ._files import GIN_MODULE, describe_file, file_error, find_file, short_exc
+from ._files import GIN_MODULE, describe_file, file_error, find_file, npz_array_header, short_exc
 
 URL = "https://yann.lecun.com/exdb/mnist/"
 SIDE = 28
@@ -43,13 +43,16 @@ _NPZ_KEYS = {"train": ("x_train", "y_train"), "test": ("x_test", "y_test")}
 _CHUNK = 4096  # digits resized at a time (float32 intermediates stay ~70 MB)
 
 
-@gin.configurable("mnist", module=GIN_MODULE)
+@gin.configurable("mnist", module=GIN_MODULE, denylist=["metadata_only"])
 def mnist(data_root=None, path=None, labels_path=None, split: str = "train",
-          placement: str = "resize", threshold: int = 128) -> GroundTruthDataset:
+          placement: str = "resize", threshold: int = 128,
+          metadata_only: bool = False) -> GroundTruthDataset | DatasetInfo:
     """MNIST as binary {0, 255} images (N, 1, 64, 64) with the digit as factor.
 
     ``path``: an ``.npz`` or the images IDX file (``labels_path`` defaults to the
     labels file beside it, ``...images-idx3...`` → ``...labels-idx1...``).
+    ``metadata_only=True`` returns its :class:`DatasetInfo` instead, from the
+    images' IDX or ``.npy`` header (the labels are not read).
     """
     if split not in _PREFIX:
         raise DisbenchError(f"mnist: split must be 'train' or 'test', got {split!r}")
@@ -63,6 +66,8 @@ def mnist(data_root=None, path=None, labels_path=None, split: str = "train",
         f"download {images_name}.gz and {_PREFIX[split]}-labels-idx1-ubyte.gz from {URL} into that folder",
         subdirs=["mnist"],
     )
+    if metadata_only:
+        return info(path, split)
     if path.suffix == ".npz":
         digits, labels = _read_npz(path, *_NPZ_KEYS[split])
         source = describe_file(path)
@@ -88,6 +93,24 @@ def mnist(data_root=None, path=None, labels_path=None, split: str = "train",
     )
 
 
+def info(path: Path, split: str = "train") -> DatasetInfo:
+    """The DatasetInfo of the images file ``path`` (IDX, plain or gzip, or npz)
+    from its header alone."""
+    if path.suffix == ".npz":
+        key = _NPZ_KEYS[split][0]
+        shape, dtype = npz_array_header(path, key)
+        if dtype != np.uint8 or len(shape) != 3 or shape[1:] != (SIDE, SIDE):
+            raise file_error(path, f"{key!r} must be (N, {SIDE}, {SIDE}) uint8, got {shape} {dtype}")
+    else:
+        shape = _idx_dims(path, ndim=3)
+        if shape[1:] != (SIDE, SIDE):
+            raise file_error(path, f"images must be {SIDE}x{SIDE}, got {shape[1]}x{shape[2]}")
+    if shape[0] == 0:
+        raise file_error(path, "holds no images")
+    return DatasetInfo(name="mnist", num_images=shape[0], observation_shape=(1, FRAME, FRAME), likelihood="bernoulli",
+                       factor_names=("digit",), factor_sizes=(10,))
+
+
 def _labels_beside(images_path: Path) -> Path:
     name = images_path.name.replace("images-idx3", "labels-idx1")
     if name == images_path.name:
@@ -108,6 +131,26 @@ def _read_idx(path: Path, ndim: int) -> np.ndarray:
             raw = path.read_bytes()
     except (OSError, EOFError, zlib.error) as exc:
         raise file_error(path, f"cannot read ({short_exc(exc)}); the file may be truncated or corrupt") from None
+    dims = _parse_idx_header(raw, path, ndim)
+    header = 4 + 4 * ndim
+    expected = header + int(np.prod(dims, dtype=np.int64))
+    if len(raw) != expected:
+        state = "truncated" if len(raw) < expected else "longer than its header says"
+        raise file_error(path, f"{state}: {len(raw)} bytes, the header {list(dims)} needs {expected}")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def _idx_dims(path: Path, ndim: int) -> tuple[int, ...]:
+    """The dimensions in an IDX file's header (a ``.gz`` is inflated only that far)."""
+    try:
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
+            head = f.read(4 + 4 * ndim)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise file_error(path, f"cannot read ({short_exc(exc)}); the file may be truncated or corrupt") from None
+    return _parse_idx_header(head, path, ndim)
+
+
+def _parse_idx_header(raw: bytes, path: Path, ndim: int) -> tuple[int, ...]:
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise file_error(path, f"too short for an IDX header ({len(raw)} bytes)")
@@ -115,12 +158,7 @@ def _read_idx(path: Path, ndim: int) -> np.ndarray:
         raise file_error(
             path, f"bad IDX magic number 0x{raw[:4].hex()}, expected 0x000008{ndim:02x} (unsigned bytes, {ndim}-d)"
         )
-    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    expected = header + int(np.prod(dims, dtype=np.int64))
-    if len(raw) != expected:
-        state = "truncated" if len(raw) < expected else "longer than its header says"
-        raise file_error(path, f"{state}: {len(raw)} bytes, the header {list(dims)} needs {expected}")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+    return tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
 
 
 def _read_npz(path: Path, images_key: str, labels_key: str) -> tuple[np.ndarray, np.ndarray]:

@@ -18,7 +18,7 @@ import gin
 import numpy as np
 import torch
 
-from ..data import FactorGridDataset
+from ..data import DatasetInfo, FactorGridDataset
 from ..progress import progress_bar
 
 from ._files import (GIN_MODULE, check_sizes, describe_file, file_error, find_file, require_complete_grid,
@@ -31,10 +31,15 @@ FULL_SIZES = (10, 10, 10, 8, 4, 15)
 _CHUNK = 8192
 
 
-@gin.configurable("shapes3d", module=GIN_MODULE)
+@gin.configurable("shapes3d", module=GIN_MODULE, denylist=["metadata_only"])
 def shapes3d(data_root=None, path=None, allow_subgrid: bool = False,
-             progress: bool | None = None) -> FactorGridDataset:
-    """3D Shapes as a FactorGridDataset of RGB images (N, 3, 64, 64)."""
+             progress: bool | None = None, metadata_only: bool = False) -> FactorGridDataset | DatasetInfo:
+    """3D Shapes as a FactorGridDataset of RGB images (N, 3, 64, 64).
+
+    ``metadata_only=True`` returns its :class:`DatasetInfo` instead: the image
+    count from the ``images`` dataset's shape, the official factor sizes (with
+    ``allow_subgrid``, read from ``labels``); no image is read.
+    """
     path = find_file("3D Shapes file", [FILENAME], data_root, path,
                      f"download {URL} into that folder", subdirs=["shapes3d"])
     try:
@@ -42,17 +47,10 @@ def shapes3d(data_root=None, path=None, allow_subgrid: bool = False,
     except (OSError, ValueError) as exc:
         raise file_error(path, f"not a readable HDF5 file ({short_exc(exc)})") from None
     with h5:
-        missing = [k for k in ("images", "labels") if k not in h5]
-        if missing:
-            raise file_error(path, f"missing key(s) {missing}; it holds {sorted(h5.keys())}")
-        images_ds, labels_ds = h5["images"], h5["labels"]
-        if not isinstance(images_ds, h5py.Dataset) or not isinstance(labels_ds, h5py.Dataset):
-            raise file_error(path, "'images' and 'labels' must be datasets, not groups")
-        if images_ds.dtype != np.uint8 or images_ds.ndim != 4 or images_ds.shape[1:] != (64, 64, 3):
-            raise file_error(path, f"'images' must be (N, 64, 64, 3) uint8, got {images_ds.shape} {images_ds.dtype}")
+        images_ds, labels_ds = _datasets(h5, path)
         n = images_ds.shape[0]
-        if labels_ds.ndim != 2 or labels_ds.shape != (n, 6) or labels_ds.dtype.kind not in "fiu":
-            raise file_error(path, f"'labels' must be ({n}, 6) numbers, got {labels_ds.shape} {labels_ds.dtype}")
+        if metadata_only:
+            return _info(n, labels_ds, path, allow_subgrid)
         labels = _read(labels_ds, slice(None), path, "labels")
         sizes = _check_labels(labels, path, allow_subgrid)
         images = torch.empty((n, 3, 64, 64), dtype=torch.uint8)
@@ -69,6 +67,34 @@ def shapes3d(data_root=None, path=None, allow_subgrid: bool = False,
         factor_names=FACTOR_NAMES,
         factor_sizes=sizes,
     )
+
+
+def _datasets(h5, path):
+    """The file's ``images`` and ``labels`` datasets, their shapes and types checked."""
+    missing = [k for k in ("images", "labels") if k not in h5]
+    if missing:
+        raise file_error(path, f"missing key(s) {missing}; it holds {sorted(h5.keys())}")
+    images_ds, labels_ds = h5["images"], h5["labels"]
+    if not isinstance(images_ds, h5py.Dataset) or not isinstance(labels_ds, h5py.Dataset):
+        raise file_error(path, "'images' and 'labels' must be datasets, not groups")
+    if images_ds.dtype != np.uint8 or images_ds.ndim != 4 or images_ds.shape[1:] != (64, 64, 3):
+        raise file_error(path, f"'images' must be (N, 64, 64, 3) uint8, got {images_ds.shape} {images_ds.dtype}")
+    n = images_ds.shape[0]
+    if labels_ds.ndim != 2 or labels_ds.shape != (n, 6) or labels_ds.dtype.kind not in "fiu":
+        raise file_error(path, f"'labels' must be ({n}, 6) numbers, got {labels_ds.shape} {labels_ds.dtype}")
+    return images_ds, labels_ds
+
+
+def _info(n: int, labels_ds, path, allow_subgrid: bool) -> DatasetInfo:
+    if allow_subgrid:
+        sizes = _check_labels(_read(labels_ds, slice(None), path, "labels"), path, allow_subgrid)
+    else:
+        sizes = FULL_SIZES
+        if n != int(np.prod(sizes)):
+            raise file_error(path, f"'images' holds {n} images, the official grid {dict(zip(FACTOR_NAMES, sizes))} "
+                                   f"{int(np.prod(sizes))} (allow_subgrid=True accepts a smaller grid)")
+    return DatasetInfo(name="shapes3d", num_images=n, observation_shape=(3, 64, 64), likelihood="gaussian",
+                       factor_names=FACTOR_NAMES, factor_sizes=sizes)
 
 
 def _read(dataset, rows: slice, path, key: str) -> np.ndarray:
