@@ -20,5 +20,9 @@ class DuplicateNameError(DisbenchError):
     """Two plugins registered the same name in one registry."""
 
 
+class InvalidNameError(DisbenchError, ValueError):
+    """A plugin tried to register a name that cannot be used (names become folder names)."""
+
+
 class TrainingDiverged(DisbenchError):
     """The loss became NaN or Inf; the last good checkpoint is kept."""

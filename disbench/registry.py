@@ -3,9 +3,26 @@
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Any, Iterator
 
-from .errors import DuplicateNameError, UnknownNameError
+from .errors import DuplicateNameError, InvalidNameError, UnknownNameError
+
+MAX_NAME_LENGTH = 64
+# Names become parts of paths (runs/MODEL/seed1, compare folders), so they are
+# restricted to characters that are safe in a folder name on every system.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+NAME_RULE = (f"letters, digits, '_', '.' and '-', starting with a letter or digit, no '..', "
+             f"at most {MAX_NAME_LENGTH} characters")
+
+
+def check_name(kind: str, name: object) -> None:
+    """Raise :class:`InvalidNameError` unless ``name`` may be registered."""
+    if not isinstance(name, str) or not name:
+        raise InvalidNameError(f"{kind} names must be non-empty strings, got {name!r}")
+    if len(name) > MAX_NAME_LENGTH or not NAME_PATTERN.fullmatch(name) or ".." in name:
+        raise InvalidNameError(f"{kind} name {name!r} is not allowed: names become folder names, "
+                               f"so use {NAME_RULE}")
 
 
 class Registry:
@@ -13,6 +30,9 @@ class Registry:
 
     Each entry remembers the plugin that added it, so a duplicate name can name
     both plugins and ``disbench plugins`` can say who contributes what.
+    ``note``, when set (the plugin host sets it when a plugin failed to load or
+    is disabled), is appended to unknown-name errors: the name may come from
+    a plugin that is not loaded.
     """
 
     def __init__(self, kind: str):
@@ -20,10 +40,10 @@ class Registry:
         self._entries: dict[str, Any] = {}
         self._sources: dict[str, str] = {}
         self.current_source = "<direct>"
+        self.note: str | None = None
 
     def add(self, name: str, obj: Any, *, source: str | None = None) -> Any:
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"{self.kind} names must be non-empty strings, got {name!r}")
+        check_name(self.kind, name)
         source = source or self.current_source
         if name in self._entries:
             raise DuplicateNameError(
@@ -44,10 +64,9 @@ class Registry:
         return lambda obj: self.add(name, obj)
 
     def get(self, name: str) -> Any:
-        try:
+        if isinstance(name, str) and name in self._entries:
             return self._entries[name]
-        except KeyError:
-            raise UnknownNameError(self.unknown_message(name)) from None
+        raise UnknownNameError(self.unknown_message(name))
 
     def unknown_message(self, name: str) -> str:
         known = sorted(self._entries)
@@ -55,6 +74,8 @@ class Registry:
         close = difflib.get_close_matches(str(name), known, n=1)
         if close:
             msg += f" (did you mean {close[0]!r}?)"
+        if self.note:
+            msg += f"; {self.note}"
         return msg
 
     def source(self, name: str) -> str:
