@@ -4,12 +4,18 @@ The harness's own baselines are a plugin like any other; third-party plugins
 are found through the ``disbench`` entry-point group. A plugin that fails to
 import or to register is recorded with its error and left out; the harness
 keeps working. ``DISBENCH_DISABLE_PLUGINS=name1,name2`` skips named plugins.
+
+A plugin whose ``@hookimpl`` names no disbench hook (a misspelt
+``register_scheduler``, say) fails to load with an error naming the closest
+hook; mark a deliberately extra hook ``@hookimpl(optionalhook=True)``.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import os
+import re
 import traceback
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -58,6 +64,7 @@ class PluginHost:
         self.pm.add_hookspecs(hookspecs)
         self.registries = {kind: Registry(_SINGULAR[kind]) for kind in REGISTRY_HOOKS}
         self.plugins: dict[str, PluginInfo] = {}
+        self.commands_registered = False  # set once register_commands has run (the CLI's parser)
         disabled = disabled_plugin_names()
 
         candidates: list[tuple[PluginInfo, Any]] = []
@@ -85,7 +92,45 @@ class PluginHost:
             except Exception as exc:  # a broken plugin must not break the harness
                 info.error = _describe(exc)
                 continue
+            unknown = self._unknown_hooks(plugin)
+            if unknown:
+                self.pm.unregister(plugin)
+                info.error = _unknown_hooks_message(unknown, self._hook_names())
+                continue
             self._register_contributions(info)
+
+        note = self._not_loaded_note()
+        for registry in self.registries.values():
+            registry.note = note
+
+    def _hook_names(self) -> list[str]:
+        return sorted(name for name, caller in vars(self.pm.hook).items()
+                      if isinstance(caller, pluggy.HookCaller) and caller.has_spec())
+
+    def _unknown_hooks(self, plugin: Any) -> list[str]:
+        """The hooks ``plugin`` implements that disbench does not define
+        (pluggy's ``check_pending``, for one plugin); ``optionalhook`` ones are allowed."""
+        unknown = []
+        for caller in self.pm.get_hookcallers(plugin) or []:
+            if caller.has_spec():
+                continue
+            if any(impl.plugin is plugin and not impl.optionalhook for impl in caller.get_hookimpls()):
+                unknown.append(caller.name)
+        return sorted(unknown)
+
+    def _not_loaded_note(self) -> str | None:
+        """What unknown-name errors add: the plugins that failed to load or are
+        disabled, since the name asked for may be one of theirs."""
+        parts = []
+        for info in self.plugins.values():
+            if info.disabled:
+                parts.append(f"plugin {info.name!r} is disabled (${DISABLE_ENV})")
+            elif info.error:
+                parts.append(f"plugin {info.name!r} failed to load ({_shorten(info.error)})")
+        if not parts:
+            return None
+        return ", ".join(parts) + ("; the name may come from it" if len(parts) == 1
+                                   else "; the name may come from one of them")
 
     def _register_contributions(self, info: PluginInfo) -> None:
         """Run one plugin's registration hooks; on failure undo all it added."""
@@ -113,12 +158,25 @@ class PluginHost:
         return self.registries[kind]
 
     def register_commands(self, subparsers) -> None:
-        """Let each loaded plugin add CLI sub-commands; a failing one is reported."""
+        """Let each loaded plugin add CLI sub-commands; a failing one is reported.
+
+        The sub-commands each plugin added (found by comparing
+        ``subparsers.choices`` before and after its hook) are listed in its
+        ``contributes["commands"]``.
+        """
         for impl in self.pm.hook.register_commands.get_hookimpls():
+            info = self.plugins[impl.plugin_name]
+            before = set(subparsers.choices)
             try:
                 impl.function(subparsers=subparsers)
             except Exception as exc:
-                self.plugins[impl.plugin_name].error = f"register_commands: {_describe(exc)}"
+                info.error = f"register_commands: {_describe(exc)}"
+            added = [name for name in subparsers.choices if name not in before]
+            if added:
+                info.contributes["commands"] = added
+            else:
+                info.contributes.pop("commands", None)
+        self.commands_registered = True
 
     def as_json(self) -> dict:
         out: dict[str, Any] = {"plugins": [p.as_json() for p in self.plugins.values()]}
@@ -128,6 +186,21 @@ class PluginHost:
 
 def disabled_plugin_names() -> set[str]:
     return {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
+
+
+def _unknown_hooks_message(unknown: list[str], known: list[str]) -> str:
+    described = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, known, n=1)
+        described.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return (f"unknown hook{'s' if len(unknown) > 1 else ''} {', '.join(described)}: "
+            f"disbench's hooks are {', '.join(known)} (mark an extra hook @hookimpl(optionalhook=True))")
+
+
+def _shorten(error: str, limit: int = 100) -> str:
+    """A plugin's load error for a one-line message: first line, no file:line, at most ``limit`` characters."""
+    text = re.sub(r" \([^()]*:\d+\)$", "", error.splitlines()[0] if error else "")
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _describe(exc: BaseException) -> str:

@@ -111,3 +111,9 @@ def test_installed_console_script_lists_builtins(installed_plugins_json):
     """The real `disbench` executable of the installed package."""
     data = installed_plugins_json
     assert {"vae", "betavae_h"} <= set(data["models"])
+
+
+def test_installed_console_script_lists_plugin_commands(installed_plugins_json):
+    """dvae_plugin adds `disbench stability` through register_commands."""
+    dvae = next(p for p in installed_plugins_json["plugins"] if p["name"] == "dvae")
+    assert dvae["contributes"]["commands"] == ["stability"]

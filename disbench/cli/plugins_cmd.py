@@ -1,4 +1,5 @@
-"""``disbench plugins``: what is loaded and what each plugin contributes."""
+"""``disbench plugins``: what is loaded and what each plugin contributes
+(registered names by kind, and the CLI sub-commands it adds as ``commands``)."""
 
 from __future__ import annotations
 
@@ -15,12 +16,17 @@ def add_parser(subparsers) -> None:
 
 def run_plugins(args) -> int:
     host = get_host()
+    if not host.commands_registered:  # run outside `disbench`'s own parser: build it to learn plugin commands
+        from . import build_parser
+
+        build_parser()
     if args.json:
         print(json.dumps(host.as_json(), indent=2))
         return 0
     for info in host.plugins.values():
         state = "disabled" if info.disabled else ("FAILED" if info.error else "loaded")
-        print(f"{info.name} {info.version or ''} [{state}] ({info.module})")
+        version = f" {info.version}" if info.version else ""
+        print(f"{info.name}{version} [{state}] ({info.module})")
         if info.error:
             print(f"    error: {info.error}")
         for kind, names in info.contributes.items():
