@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from ..errors import DisbenchError
+from ..paths import DATA_ENV
+
+# What disbench.paths.data_root falls back to when no folder is given.
+DATA_ROOT_DEFAULT = f"${DATA_ENV} if set, else ~/disbench_data"
+
 
 def add_device_option(parser) -> None:
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto)")
@@ -15,6 +21,17 @@ def comma_list(text: str | None) -> list[str] | None:
     if text is None:
         return None
     return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def option_list(text: str | None, option: str, what: str = "names") -> list[str] | None:
+    """A comma-separated option's items; None when the option was not given.
+
+    Given but empty (``''``, ``' , '``) is a user error, not "use the default".
+    """
+    items = comma_list(text)
+    if items is not None and not items:
+        raise DisbenchError(f"{option} is empty: give comma-separated {what} or leave it out")
+    return items
 
 
 def format_metrics(metrics: dict) -> str:

@@ -13,6 +13,7 @@ import numpy as np
 from ..data.preview import draw_preview
 from ..errors import DisbenchError
 from ..plugins import get_registry
+from .common import DATA_ROOT_DEFAULT
 
 
 def add_parser(subparsers) -> None:
@@ -35,7 +36,7 @@ def add_parser(subparsers) -> None:
 
 def _add_data_root(parser) -> None:
     parser.add_argument("--data-root", default=None,
-                        help="folder holding the dataset files (default: $DISBENCH_DATA or ~/disbench_data)")
+                        help=f"folder holding user-supplied dataset files (default: {DATA_ROOT_DEFAULT})")
 
 
 def load_dataset(name: str, data_root: str | None):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..builders import resolve_device
 from ..runs import RESULTS_NAME
-from .common import add_device_option, add_progress_option, comma_list, format_metrics
+from .common import add_device_option, add_progress_option, format_metrics, option_list
 
 
 def add_parser(subparsers) -> None:
@@ -22,7 +22,8 @@ def add_parser(subparsers) -> None:
 def run_evaluate(args) -> int:
     from ..evaluation import evaluate_run
 
-    results = evaluate_run(Path(args.run_dir), comma_list(args.metrics), device=resolve_device(args.device),
+    metrics = option_list(args.metrics, "--metrics", "metric names")
+    results = evaluate_run(Path(args.run_dir), metrics, device=resolve_device(args.device),
                            progress=False if args.no_progress else None)
     print("metrics:\n" + format_metrics(results["metrics"]))
     print(f"results: {Path(args.run_dir) / RESULTS_NAME}")
