@@ -75,6 +75,46 @@ def test_factorvae_tc_term_and_permutation():
         assert sorted(permuted[:, d].tolist()) == z[:, d].tolist()
 
 
+def test_permute_dims_shuffles_each_column_independently():
+    """Each column is a permutation of its input column, and rows are not kept
+    together: the identity, or one permutation applied to whole rows, fails."""
+    torch.manual_seed(0)
+    batch, dims = 64, 5
+    z = torch.randperm(batch * dims).double().view(batch, dims)  # distinct values
+    permuted = permute_dims(z)
+    assert permuted.shape == z.shape
+    for d in range(dims):
+        assert sorted(permuted[:, d].tolist()) == sorted(z[:, d].tolist())
+    rows = {tuple(r) for r in z.tolist()}
+    kept = sum(tuple(r) in rows for r in permuted.tolist())
+    assert kept < batch // 8  # independent shuffles almost never rebuild an input row
+    moved = [int((permuted[:, d] != z[:, d]).sum()) for d in range(dims)]
+    assert all(m > batch // 2 for m in moved)  # every column is actually shuffled
+    for name, fake in (("identity", z.clone()), ("whole rows", z[torch.randperm(batch)])):
+        assert sum(tuple(r) in rows for r in fake.tolist()) == batch, name  # what the check above rejects
+
+
+def test_factorvae_restores_discriminator_flags_after_an_exception(monkeypatch):
+    model = FactorVAE(latent_dim=3)
+    params = list(model.discriminator.parameters())
+    params[0].requires_grad_(False)  # a parameter frozen on purpose stays frozen
+    before = [p.requires_grad for p in params]
+    seen = {}
+
+    def exploding_forward(z):
+        seen["inside"] = [p.requires_grad for p in params]
+        raise RuntimeError("discriminator failed")
+
+    monkeypatch.setattr(model.discriminator, "forward", exploding_forward)
+    with pytest.raises(RuntimeError, match="discriminator failed"):
+        model.loss(hand_terms(), 1.0, 1)
+    assert seen["inside"] == [False] * len(params)
+    assert [p.requires_grad for p in params] == before
+    monkeypatch.undo()
+    model.loss(hand_terms(), 1.0, 1)  # and after a normal call too
+    assert [p.requires_grad for p in params] == before
+
+
 def test_factorvae_vae_step_does_not_train_discriminator():
     torch.manual_seed(0)
     model = FactorVAE(latent_dim=3)

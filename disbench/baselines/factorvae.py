@@ -13,6 +13,8 @@ sees only detached codes.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import gin
 import torch
 import torch.nn.functional as F
@@ -37,6 +39,19 @@ class Discriminator(nn.Module):
         return self.net(z)
 
 
+@contextmanager
+def frozen(module: nn.Module):
+    """``module``'s parameters get no gradients inside the block; each
+    parameter's own ``requires_grad`` comes back afterwards, even on an exception."""
+    saved = [(p, p.requires_grad) for p in module.parameters()]
+    try:
+        module.requires_grad_(False)
+        yield module
+    finally:
+        for p, flag in saved:
+            p.requires_grad_(flag)
+
+
 def permute_dims(z: torch.Tensor) -> torch.Tensor:
     """Shuffle each latent dimension independently across the batch."""
     order = torch.argsort(torch.rand(z.shape, device=z.device), dim=0)
@@ -56,9 +71,8 @@ class FactorVAE(VAEModel):
         self._disc_optimizer = None
 
     def loss(self, terms, beta, step):
-        self.discriminator.requires_grad_(False)  # the VAE step does not train D
-        logits = self.discriminator(terms.z)
-        self.discriminator.requires_grad_(True)
+        with frozen(self.discriminator):  # the VAE step does not train D
+            logits = self.discriminator(terms.z)
         tc = (logits[:, 0] - logits[:, 1]).mean()
         return terms.recon + beta * terms.kl + self.gamma * tc, {"tc": tc.detach()}
 
