@@ -1,6 +1,7 @@
 """`disbench compare`: the (model, seed) grid end to end on the toy protocol."""
 
 import csv
+import io
 import json
 import os
 import subprocess
@@ -12,9 +13,12 @@ import pytest
 import torch
 
 from disbench.cli import main
-from disbench.compare.aggregate import stat
+from disbench.compare.aggregate import aggregate, stat
 from disbench.compare.plan import parse_seeds
-from disbench.compare.tables import cell, display_columns, header
+from disbench.compare.tables import cell, csv_text, display_columns, header, markdown
+from disbench.data import FactorGridDataset
+from disbench.datasets.dsprites_synth import dsprites_synth
+from disbench.errors import DisbenchError
 from tests.compare_helpers import MODELS, SEEDS, FIGURES, compare_args, md_table, results
 from tests.conftest import TOY_PROTOCOL
 from tests.test_training import _toy_entry_point
@@ -224,9 +228,45 @@ def test_statistics_and_cells():
     assert cell(two, ".2f") == "1.50 ± 0.71" and cell(stat([]), ".3f") == "—"
 
 
-def test_dsprites_factors_get_the_papers_order_and_headers():
-    dsprites = ["shape", "scale", "orientation", "pos_x", "pos_y", "score"]
-    assert display_columns(dsprites) == ["pos_x", "pos_y", "shape", "scale", "orientation", "score"]
-    assert [header(c, "rmig") for c in display_columns(dsprites)] == \
-        ["pos. x", "pos. y", "shape", "scale", "orientation", "RMIG"]
-    assert display_columns(["digit", "score"]) == ["digit", "score"]  # other datasets keep their order
+def _table_of(tmp_path, dataset, per_factor):
+    """table.md and table.csv of one model x two seeds whose results.json record ``dataset``."""
+    for seed in (1, 2):
+        run_dir = tmp_path / "runs" / "vae" / f"seed{seed}"
+        run_dir.mkdir(parents=True)
+        metric = {"score": 0.5 + seed, "per_factor": {k: v + seed for k, v in per_factor.items()}}
+        (run_dir / "results.json").write_text(json.dumps(
+            {"status": "complete", "protocol_fingerprint": "fp", "dataset": dataset.describe(),
+             "metrics": {"rmig": metric}, "final": {"recon": 1.0, "kl": 2.0, "beta": 1.0}}))
+    comparison = aggregate(tmp_path, ["vae"], [1, 2])
+    csv_columns = [r["column"] for r in csv.DictReader(io.StringIO(csv_text(comparison))) if r["metric"] == "rmig"]
+    return md_table(markdown(comparison), "RMIG")[0], csv_columns
+
+
+def test_dsprites_factors_get_the_papers_order_and_headers(tmp_path):
+    dsprites = dsprites_synth(factor_sizes=(1, 1, 2, 2, 2), cache=False)
+    assert dsprites.factor_names == ("shape", "scale", "orientation", "pos_x", "pos_y")
+    md_header, csv_columns = _table_of(tmp_path, dsprites, {f: 0.1 for f in dsprites.factor_names})
+    assert md_header == ["model", "n", "pos. x", "pos. y", "shape", "scale", "orientation", "RMIG", "failed"]
+    assert csv_columns == ["pos_x", "pos_y", "shape", "scale", "orientation", "score"]
+    assert [header(c, "rmig") for c in display_columns(["shape", "pos_x", "score"], ["pos_x", "shape"])] == \
+        ["pos. x", "shape", "RMIG"]
+
+
+def test_a_datasets_declared_factor_order_sets_the_columns(tmp_path):
+    images = torch.zeros((12, 1, 64, 64), dtype=torch.uint8)
+    declared = FactorGridDataset(name="lamps", images=images, source="test", factor_names=("hue", "height", "angle"),
+                                 factor_sizes=(2, 3, 2), factor_display_order=("angle", "hue", "height"))
+    assert declared.describe()["factor_display_order"] == ["angle", "hue", "height"]
+    md_header, csv_columns = _table_of(tmp_path / "declared", declared, {"hue": 0.1, "height": 0.2, "angle": 0.3})
+    assert md_header == ["model", "n", "angle", "hue", "height", "RMIG", "failed"]
+    assert csv_columns == ["angle", "hue", "height", "score"]
+
+    undeclared = FactorGridDataset(name="lamps", images=images, source="test",
+                                   factor_names=("hue", "height", "angle"), factor_sizes=(2, 3, 2))
+    assert "factor_display_order" not in undeclared.describe()
+    md_header, _ = _table_of(tmp_path / "undeclared", undeclared, {"hue": 0.1, "height": 0.2, "angle": 0.3})
+    assert md_header == ["model", "n", "hue", "height", "angle", "RMIG", "failed"]  # as the metric reports them
+    assert display_columns(["digit", "extra", "score"], ["extra"]) == ["extra", "digit", "score"]
+    with pytest.raises(DisbenchError, match="each factor"):
+        FactorGridDataset(name="bad", images=images, source="test", factor_names=("a", "b"), factor_sizes=(3, 4),
+                          factor_display_order=("a", "a"))

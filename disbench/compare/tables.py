@@ -1,9 +1,12 @@
 """table.md (the layout of the paper's Table 1) and table.csv of a comparison.
 
 table.md: one table per metric — rows are models, columns the dataset's
-factors (dSprites' in the paper's order: pos. x, pos. y, shape, scale,
-orientation), then the score (the metric's name in capitals, e.g. RMIG) —
-and a table of the final reconstruction loss, KL and β. Cells are
+factors, then the score (the metric's name in capitals, e.g. RMIG) — and a
+table of the final reconstruction loss, KL and β. Factor columns follow the
+display order the dataset declares, which the runs record in results.json
+under ``dataset.factor_display_order`` (dSprites and dsprites_synth declare
+the paper's: pos. x, pos. y, shape, scale, orientation); without one, the
+order the metric reports them in (the dataset's factor order). Cells are
 "mean ± std" over the complete seeds; "n" counts them, "failed" counts failed
 runs (of all requested seeds); runs not averaged are listed with their status
 and error below the tables.
@@ -20,13 +23,13 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+from typing import Sequence
 
 from ..io import atomic_write_text
 from .aggregate import FINAL_KEYS, SCORE, Comparison, Stat
 
 TABLE_MD, TABLE_CSV = "table.md", "table.csv"
 
-DSPRITES_ORDER = ("pos_x", "pos_y", "shape", "scale", "orientation")
 FACTOR_HEADERS = {"pos_x": "pos. x", "pos_y": "pos. y"}
 FINAL_HEADERS = {"recon": "recon (nats)", "kl": "KL (nats)", "beta": "β"}
 FINAL_FORMATS = {"recon": ".2f", "kl": ".2f", "beta": ".3g"}
@@ -34,11 +37,16 @@ METRIC_FORMAT = ".3f"
 DASH = "—"
 
 
-def display_columns(columns: list[str]) -> list[str]:
-    """Factor columns in the paper's order when they are dSprites' ones, else as given; score last."""
+def display_order(comparison: Comparison) -> list[str]:
+    """The factor display order the runs' dataset declared (empty if none)."""
+    return list((comparison.dataset or {}).get("factor_display_order") or [])
+
+
+def display_columns(columns: list[str], order: Sequence[str] = ()) -> list[str]:
+    """Factor columns in ``order`` (factors it does not list follow in their
+    given order), or as given without one; score last."""
     factors = [c for c in columns if c != SCORE]
-    if set(factors) == set(DSPRITES_ORDER):
-        factors = list(DSPRITES_ORDER)
+    factors = [f for f in order if f in factors] + [f for f in factors if f not in order]
     return factors + ([SCORE] if SCORE in columns else [])
 
 
@@ -78,7 +86,7 @@ def markdown(comparison: Comparison, protocol_name: str | None = None) -> str:
              "Cells: mean ± sample std (ddof = 1) over the complete runs; n = complete runs; "
              f"{DASH} = no value (a std needs two seeds); failed = failed runs / seeds.", ""]
     for metric in c.metric_names:
-        cols = display_columns(c.columns[metric])
+        cols = display_columns(c.columns[metric], display_order(c))
         lines += [f"## {metric.upper()}", "",
                   _row(["model", "n", *(header(col, metric) for col in cols), "failed"]), _rule(len(cols) + 3)]
         for s in c.summaries.values():
@@ -118,7 +126,7 @@ def csv_text(comparison: Comparison) -> str:
     writer.writerow(["model", "metric", "column", "mean", "std", "n", "failed", "seeds"])
     for s in comparison.summaries.values():
         rows = [(metric, col, s.metrics[metric][col]) for metric in comparison.metric_names
-                for col in display_columns(comparison.columns[metric])]
+                for col in display_columns(comparison.columns[metric], display_order(comparison))]
         rows += [("final", k, s.final[k]) for k in FINAL_KEYS]
         for metric, col, st in rows:
             writer.writerow([s.model, metric, col, _num(st.mean), _num(st.std), st.n, len(s.failed), len(s.runs)])
