@@ -127,3 +127,28 @@ def test_data_unknown_name(host):
 def test_data_needs_an_action():
     with pytest.raises(SystemExit):
         run_cli(["data"])
+
+
+def test_datasets_are_the_harness_own_with_dvae_disabled(tmp_path):
+    """The shipped datasets come from the built-in plugin: with dvae_plugin disabled
+    they are registered and built, and nothing imports dvae_plugin."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from disbench.plugins import get_host, get_registry\n"
+        "from disbench.data import dataset_info\n"
+        "host = get_host()\n"
+        "assert host.plugins['dvae'].disabled, host.plugins['dvae']\n"
+        "assert get_registry('datasets').source('dsprites_synth') == 'disbench.datasets'\n"
+        "import gin\n"
+        "gin.parse_config('dsprites_synth.factor_sizes = (1, 1, 2, 2, 2)\\ndsprites_synth.cache = False')\n"
+        "assert dataset_info('dsprites_synth').num_images == len(get_registry('datasets').get('dsprites_synth')()) == 8\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'dvae_plugin')\n"
+        "assert not loaded, loaded\n"
+    )
+    env = {**os.environ, "DISBENCH_DISABLE_PLUGINS": "dvae", "DISBENCH_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
