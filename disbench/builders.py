@@ -1,14 +1,113 @@
-"""Build a run's dataset and model from the registries and the gin config."""
+"""Build a run from the parsed gin config: the one path training, evaluation
+and the checks before a run starts all take.
+
+:func:`check_run_config` validates everything it can without loading images
+(names, settings, the dataset's metadata, the model and its scheduler on the
+CPU); :func:`build_configured_run` builds the protocol, dataset and model on
+the training device. Training hands its built run to the evaluation that
+follows, so neither the dataset nor the model is built twice.
+"""
 
 from __future__ import annotations
 
+import random
+from dataclasses import dataclass, field
+
+import numpy as np
 import torch
 
-from .config import Protocol, Run
-from .data import ImageDataset
+from .config import Protocol, Run, bindings_of, build_protocol, build_run, config_notes, fingerprint
+from .data import DatasetInfo, ImageDataset, dataset_info
+from .determinism import configure_determinism
 from .errors import DisbenchError
 from .models.architecture import IMAGE_SIZE
 from .plugins import get_registry
+
+
+@dataclass
+class BuiltRun:
+    """A configured run, built: what training and evaluation work on."""
+
+    protocol: Protocol
+    run: Run
+    dataset: ImageDataset
+    model: torch.nn.Module
+    device: torch.device
+    fingerprint: str
+    notes: list = field(default_factory=list)  # what the config left out (absent plugins)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_configured_run(device) -> BuiltRun:
+    """Seed, then build the dataset and the model (in that order: a run's
+    initial weights depend on it) from the parsed config."""
+    protocol, run = build_protocol(), build_run()
+    metric_classes(protocol.metrics)  # unknown names fail before the dataset loads
+    configure_determinism(protocol.deterministic)
+    seed_everything(run.seed)
+    dataset = build_dataset(protocol)
+    check_metrics_apply(protocol.metrics, DatasetInfo.of(dataset))
+    model = build_model(run, protocol, dataset).to(device)
+    return BuiltRun(protocol, run, dataset, model, torch.device(device),
+                    run_fingerprint(protocol, len(dataset)), config_notes())
+
+
+def check_run_config() -> tuple[Protocol, Run, DatasetInfo]:
+    """Every check of the parsed config that needs no images: settings, the
+    model / scheduler / dataset / metric names, whether the metrics apply to
+    the dataset, and the model and scheduler settings (built once on the CPU)."""
+    protocol, run = build_protocol(), build_run()
+    get_registry("models").get(run.model)
+    if isinstance(run.scheduler, str):
+        get_registry("schedulers").get(run.scheduler)
+    metric_classes(protocol.metrics)
+    info = dataset_info(protocol.dataset, protocol.data_root)
+    check_observation_shape(protocol.dataset, info.observation_shape)
+    check_metrics_apply(protocol.metrics, info)
+    with torch.random.fork_rng(devices=[]):  # building must not move the caller's random streams
+        build_model(run, protocol, info)
+    return protocol, run, info
+
+
+def metric_classes(names) -> list:
+    registry = get_registry("metrics")
+    return [registry.get(name) for name in names]
+
+
+def check_metrics_apply(names, info: DatasetInfo) -> None:
+    """A metric that needs ground-truth factors is refused for a dataset without them."""
+    if info.has_factors:
+        return
+    needing = [n for n, cls in zip(names, metric_classes(names)) if getattr(cls, "requires_factors", True)]
+    if needing:
+        raise DisbenchError(
+            f"metric(s) {', '.join(map(repr, needing))} need ground-truth factors, and dataset {info.name!r} "
+            "has none: set Protocol.metrics to metrics without that need (or to [])"
+        )
+
+
+def run_fingerprint(protocol: Protocol, num_images: int) -> str:
+    """The protocol fingerprint, including the dataset's and the metrics' gin bindings."""
+    factory = get_registry("datasets").get(protocol.dataset)
+    return fingerprint(protocol, {"dataset": bindings_of([factory]),
+                                  "metrics": bindings_of(metric_classes(protocol.metrics)),
+                                  "num_images": int(num_images)})
+
+
+def check_observation_shape(name: str, shape) -> None:
+    if shape is None:
+        return
+    channels, height, width = shape
+    if (height, width) != (IMAGE_SIZE, IMAGE_SIZE) or channels not in (1, 3):
+        raise DisbenchError(
+            f"dataset {name!r} has images of shape {tuple(shape)}; "
+            f"the conv64 architecture needs (1 or 3, {IMAGE_SIZE}, {IMAGE_SIZE})"
+        )
 
 
 def build_dataset(protocol: Protocol) -> ImageDataset:
@@ -21,22 +120,19 @@ def build_dataset(protocol: Protocol) -> ImageDataset:
         raise
     except (ValueError, TypeError) as exc:
         raise DisbenchError(f"dataset {protocol.dataset!r}: {exc}") from None
-    channels, height, width = dataset.observation_shape
-    if (height, width) != (IMAGE_SIZE, IMAGE_SIZE) or channels not in (1, 3):
-        raise DisbenchError(
-            f"dataset {protocol.dataset!r} has images of shape {dataset.observation_shape}; "
-            f"the conv64 architecture needs (1 or 3, {IMAGE_SIZE}, {IMAGE_SIZE})"
-        )
+    check_observation_shape(protocol.dataset, dataset.observation_shape)
     return dataset
 
 
-def build_model(run: Run, protocol: Protocol, dataset: ImageDataset) -> torch.nn.Module:
+def build_model(run: Run, protocol: Protocol, data: ImageDataset | DatasetInfo) -> torch.nn.Module:
+    """The run's model for a dataset (or for its metadata: the same model, from its shape)."""
     cls = get_registry("models").get(run.model)
+    info = data if isinstance(data, DatasetInfo) else DatasetInfo.of(data)
     kwargs = dict(
         latent_dim=protocol.latent_dim,
-        num_channels=dataset.observation_shape[0],
-        likelihood=dataset.likelihood,
-        dataset_size=len(dataset),
+        num_channels=(info.observation_shape or (1,))[0],
+        likelihood=info.likelihood or "bernoulli",
+        dataset_size=info.num_images,
     )
     if run.scheduler is not None:  # only when asked: an explicit argument would beat gin's bindings
         kwargs["scheduler"] = run.scheduler

@@ -24,11 +24,14 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import gin
+from gin import config_parser
 
 from .errors import DisbenchError
 
 # Protocol fields that change how a run is carried out, not what is compared.
-NOT_FINGERPRINTED = ("data_root", "log_every", "checkpoint_every")
+NOT_FINGERPRINTED = ("data_root", "log_every", "checkpoint_every", "eval_every", "deterministic")
+# Bindings a resumed run may change (where the data lies); any other change is refused.
+CHANGEABLE_ON_RESUME = ("Protocol.data_root",)
 
 
 @gin.configurable
@@ -43,10 +46,11 @@ class Protocol:
     steps: int = 1_500_000
     lr: float = 1e-4
     adam_betas: tuple = (0.9, 0.99)
-    metrics: tuple = ("rmig", "mig")
+    metrics: tuple = ()          # registered metric names, evaluated at the end of training
     eval_every: int = 0          # also evaluate metrics every N steps (paper Fig. 6); 0: only at the end
     log_every: int = 100
     checkpoint_every: int = 5_000
+    deterministic: bool = False  # deterministic kernels (see disbench.determinism)
 
     def __post_init__(self):
         for name in ("latent_dim", "batch_size", "steps", "log_every", "checkpoint_every"):
@@ -55,6 +59,8 @@ class Protocol:
                 raise DisbenchError(f"Protocol.{name} must be a positive integer, got {value!r}")
         if not isinstance(self.eval_every, int) or self.eval_every < 0:
             raise DisbenchError(f"Protocol.eval_every must be an integer >= 0, got {self.eval_every!r}")
+        if not isinstance(self.deterministic, bool):
+            raise DisbenchError(f"Protocol.deterministic must be True or False, got {self.deterministic!r}")
         if not self.lr > 0:
             raise DisbenchError(f"Protocol.lr must be > 0, got {self.lr!r}")
         if len(self.adam_betas) != 2 or not all(0 <= b < 1 for b in self.adam_betas):
@@ -159,12 +165,13 @@ def parse_sources(sources: ConfigSources, *, model: str | None = None) -> str:
 
     def parse_all(model_defaults: Path | None) -> None:
         gin.clear_config()
+        _NOTES.clear()
         if model_defaults is not None:
             _parse_file(model_defaults)
         for f in files:
             _parse_file(f)
         for binding in sources.gin_params:
-            _parse_binding(binding)
+            _parse_text(binding, f"--gin_param {binding!r}")
         for key, value in sources.overrides.items():
             if value is not None:
                 gin.bind_parameter(key, value)
@@ -181,12 +188,37 @@ def parse_sources(sources: ConfigSources, *, model: str | None = None) -> str:
 
 
 def parse_saved_config(path: Path) -> None:
-    """Re-create a run's configuration from its saved ``config.gin``."""
+    """Re-create a run's configuration from its saved ``config.gin``.
+
+    A run folder is data, not code: a config that imports or includes
+    anything is refused (gin would execute the import).
+    """
     from .plugins import get_host
 
     get_host()
     gin.clear_config()
+    _NOTES.clear()
     _parse_file(path)
+
+
+def config_notes() -> list[str]:
+    """What the last parse left out (bindings and metrics of absent plugins)."""
+    return list(_NOTES)
+
+
+_NOTES: list[str] = []
+
+
+def current_bindings() -> dict[str, str]:
+    """Every gin binding now in force, as ``{'Scope/Name.param': repr(value)}``."""
+    out = {}
+    for (scope, selector), params in gin.config._CONFIG.items():  # gin has no public listing
+        name = selector.split(".")[-1]
+        if name == "gin.macro" or selector.endswith("gin.macro"):
+            continue
+        for arg, value in params.items():
+            out[f"{scope + '/' if scope else ''}{name}.{arg}"] = repr(value)
+    return out
 
 
 def _query(key: str):
@@ -199,19 +231,55 @@ def _query(key: str):
 def _parse_file(path: Path) -> None:
     try:
         text = Path(path).read_text()
-    except OSError as exc:
-        raise DisbenchError(f"cannot read gin file {path}: {exc.strerror}") from None
-    try:
-        gin.parse_config(text)
-    except Exception as exc:
-        raise DisbenchError(f"gin file {path}: {_explain(exc)}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DisbenchError(f"cannot read gin file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    _parse_text(text, f"gin file {path}")
 
 
-def _parse_binding(binding: str) -> None:
+def _parse_text(text: str, where: str) -> None:
+    """Parse gin ``text`` (from ``where``, for messages).
+
+    Imports and includes are refused: every configuration ends up in a run's
+    ``config.gin``, which evaluate, resume and report parse again, and a run
+    folder must not be able to run code. Bindings of configurables nobody
+    registered are an error, except while a plugin is disabled or failed to
+    load: then they may be that plugin's, and they are skipped with a note
+    (:func:`config_notes`) that the run records.
+    """
     try:
-        gin.parse_config(binding)
+        statements = list(config_parser.ConfigParser(text, gin.config.ParserDelegate(skip_unknown=True)))
     except Exception as exc:
-        raise DisbenchError(f"--gin_param {binding!r}: {_explain(exc)}") from None
+        raise DisbenchError(f"{where}: {_explain(exc)}") from None
+    for statement in statements:
+        if isinstance(statement, (config_parser.ImportStatement, config_parser.IncludeStatement)):
+            what = (f"imports module {statement.module!r}" if isinstance(statement, config_parser.ImportStatement)
+                    else f"includes {statement.filename!r}")
+            raise DisbenchError(
+                f"{where} {what} (line {statement.location.line_num}): gin imports and includes are refused, "
+                "since a run's config is re-read as data; configurables come from disbench plugins"
+            )
+    skip: dict[str, int] = {}
+    absent = absent_plugins()
+    if absent:
+        for statement in statements:
+            if isinstance(statement, config_parser.BindingStatement) and statement.arg_name \
+                    and not gin.config._REGISTRY.matching_selectors(statement.selector):
+                skip[statement.selector] = skip.get(statement.selector, 0) + 1
+        if skip:
+            _NOTES.append(f"{where}: skipped {sum(skip.values())} binding(s) of {', '.join(skip)} (no loaded "
+                          f"plugin registers them; not loaded: {', '.join(absent)})")
+    try:
+        gin.parse_config(text, skip_unknown=sorted(skip) or False)
+    except Exception as exc:
+        raise DisbenchError(f"{where}: {_explain(exc)}") from None
+
+
+def absent_plugins() -> list[str]:
+    """Plugins that are installed but not loaded, e.g. ``['dvae (disabled)']``."""
+    from .plugins import get_host
+
+    return [f"{p.name} ({'disabled' if p.disabled else 'failed to load'})"
+            for p in get_host().plugins.values() if p.disabled or p.error]
 
 
 def _explain(exc: Exception) -> str:
@@ -245,7 +313,22 @@ def known_configurables() -> list[str]:
 # -- building ---------------------------------------------------------------------
 
 def build_protocol() -> Protocol:
-    return _call_configurable(Protocol)
+    """The configured protocol; metric names no loaded plugin registers are left
+    out (with a note) while some plugin is absent, and are an error otherwise."""
+    protocol = _call_configurable(Protocol)
+    absent = absent_plugins()
+    if absent:
+        from .plugins import get_registry
+
+        registry = get_registry("metrics")
+        missing = [m for m in protocol.metrics if m not in registry]
+        if missing:
+            note = (f"Protocol.metrics: skipped {', '.join(map(repr, missing))} (not registered; "
+                    f"not loaded: {', '.join(absent)})")
+            if note not in _NOTES:
+                _NOTES.append(note)
+            protocol = dataclasses.replace(protocol, metrics=tuple(m for m in protocol.metrics if m not in missing))
+    return protocol
 
 
 def build_run() -> Run:

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from dataclasses import dataclass
-
-from .builders import build_dataset, build_model
-from .config import Protocol, Run, build_protocol, build_run, parse_saved_config
-from .data import ImageDataset
+from .builders import BuiltRun, build_configured_run
+from .config import parse_saved_config
 from .errors import DisbenchError
 from .metrics import Representation
 from .plugins import get_registry
@@ -56,18 +54,31 @@ def evaluate_model(model, dataset, metric_names, *, seed: int, device, progress:
 
 @dataclass
 class TrainedRun:
-    """A finished run rebuilt from its directory: config, data and trained model."""
+    """A finished run rebuilt from its directory: its results and the built run."""
 
     run_dir: Path
     results: dict
-    protocol: Protocol
-    run: Run
-    dataset: ImageDataset
-    model: torch.nn.Module
+    built: BuiltRun
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.built.model
+
+    @property
+    def dataset(self):
+        return self.built.dataset
+
+    @property
+    def protocol(self):
+        return self.built.protocol
+
+    @property
+    def run(self):
+        return self.built.run
 
 
 def load_trained(run_dir: Path, *, device="cpu") -> TrainedRun:
-    """Rebuild a finished run (its saved gin config, dataset and final weights)."""
+    """Rebuild a finished run: its saved config (imports refused), dataset and final weights."""
     run_dir = Path(run_dir)
     results = load_results(run_dir)
     if results.get("status") != "complete":
@@ -76,20 +87,28 @@ def load_trained(run_dir: Path, *, device="cpu") -> TrainedRun:
             "finish it with `disbench train --resume --out DIR` first"
         )
     parse_saved_config(run_dir / CONFIG_NAME)
-    protocol, run = build_protocol(), build_run()
-    dataset = build_dataset(protocol)
-    model = build_model(run, protocol, dataset).to(device)
-    model.load_state_dict(load_checkpoint(run_dir / CHECKPOINT_NAME, map_location=device)["model"])
-    model.eval()
-    return TrainedRun(run_dir, results, protocol, run, dataset, model)
+    state = load_checkpoint(run_dir / CHECKPOINT_NAME, map_location=device)
+    built = build_configured_run(device)
+    built.model.load_state_dict(state["model"])
+    built.model.eval()
+    return TrainedRun(run_dir, results, built)
+
+
+def evaluate_built(run_dir: Path, built: BuiltRun, metric_names, *, progress: bool | None = None,
+                   previous: dict | None = None) -> dict:
+    """Evaluate a built (trained) run's model and merge the metrics into its results.json."""
+    names = list(metric_names)
+    if not names:
+        raise DisbenchError("no metrics to evaluate: pass --metrics a,b or set Protocol.metrics")
+    evaluated = evaluate_model(built.model, built.dataset, names, seed=built.run.seed, device=built.device,
+                               progress=sys.stderr.isatty() if progress is None else progress)
+    previous = load_results(run_dir).get("metrics", {}) if previous is None else previous
+    return update_results(run_dir, metrics={**previous, **evaluated})
 
 
 def evaluate_run(run_dir: Path, metric_names=None, *, device, progress: bool | None = None) -> dict:
     """Evaluate a finished run's final checkpoint and merge into its results.json."""
     trained = load_trained(run_dir, device=device)
-    names = list(metric_names or trained.protocol.metrics)
-    if not names:
-        raise DisbenchError("no metrics to evaluate: pass --metrics a,b or set Protocol.metrics")
-    evaluated = evaluate_model(trained.model, trained.dataset, names, seed=trained.run.seed, device=device,
-                               progress=sys.stderr.isatty() if progress is None else progress)
-    return update_results(run_dir, metrics={**trained.results.get("metrics", {}), **evaluated})
+    names = trained.protocol.metrics if metric_names is None else metric_names
+    return evaluate_built(run_dir, trained.built, names, progress=progress,
+                          previous=trained.results.get("metrics", {}))

@@ -1,4 +1,6 @@
-"""Atomic file writes: a reader never sees a half-written result or checkpoint."""
+"""Atomic, durable file writes: a reader never sees a half-written result or
+checkpoint, and a write that returned survives a power cut (the file is
+fsynced before the rename, its folder after it)."""
 
 from __future__ import annotations
 
@@ -24,10 +26,23 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp_path
         os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; results are meant to be shared
+        fsync_path(tmp_path)
         os.replace(tmp_path, path)
+        fsync_path(path.parent)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def fsync_path(path: str | os.PathLike) -> None:
+    """Flush a file's (or a folder's entries') data to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems cannot fsync a folder; the rename is still atomic
+        pass
+    finally:
+        os.close(fd)
 
 
 def _umask() -> int:

@@ -3,59 +3,142 @@
 
 from __future__ import annotations
 
+import os
+from dataclasses import replace
 from pathlib import Path
 
 import gin
 
-from .config import ConfigSources, build_protocol, parse_saved_config, parse_sources
+from .config import CHANGEABLE_ON_RESUME, ConfigSources, current_bindings, parse_saved_config, parse_sources
 from .errors import DisbenchError
 from .io import atomic_write_text
-from .runs import CONFIG_NAME, RESULTS_NAME, load_results
-from .training.checkpoint import CHECKPOINT_NAME
+from .runs import CONFIG_NAME, RESULTS_NAME, load_results, update_results
+from .training.checkpoint import CHECKPOINT_NAME, load_checkpoint
 
 
 def run_dir_has_run(run_dir: Path) -> bool:
     return (Path(run_dir) / RESULTS_NAME).exists() or (Path(run_dir) / CHECKPOINT_NAME).exists()
 
 
-def prepare_new_run(run_dir: Path, sources: ConfigSources, model: str | None) -> Path:
-    """Parse the configuration and write it into a fresh run directory."""
+def prepare_new_run(run_dir: Path, sources: ConfigSources, model: str | None, *,
+                    evaluate: bool = True) -> Path:
+    """Parse and check the configuration, then create the run directory with its config.
+
+    Everything that can be checked without loading images is checked before
+    the folder is created (see :func:`disbench.builders.check_run_config`), so
+    a refused configuration leaves nothing behind.
+    """
+    from .builders import check_run_config
+
     parse_sources(sources, model=model)
     run_dir = Path(run_dir)
+    check_output_dir(run_dir)
     if run_dir_has_run(run_dir):
         raise DisbenchError(f"{run_dir} already holds a run: continue it with --resume, or choose another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    check_run_config()
+    make_output_dir(run_dir)
     atomic_write_text(run_dir / CONFIG_NAME, gin.config_str())
+    update_results(run_dir, status="created", evaluate_at_end=bool(evaluate))
     return run_dir
 
 
-def prepare_resume(run_dir: Path, sources: ConfigSources | None = None, model: str | None = None) -> bool:
-    """Load a run's configuration to continue it; True when a checkpoint exists.
+def check_output_dir(run_dir: Path) -> None:
+    """A usable output folder: a folder (or nothing yet) under folders, writable."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise DisbenchError(f"--out {run_dir}: is a file, not a folder")
+    ancestor = run_dir
+    while not ancestor.exists():
+        if ancestor.parent == ancestor:
+            break
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise DisbenchError(f"--out {run_dir}: {ancestor} is a file, so no folder can be made under it")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise DisbenchError(f"--out {run_dir}: {ancestor} is not writable")
 
-    With ``sources`` the configuration is rebuilt from them instead of the
-    saved one, and training refuses a checkpoint of another protocol.
+
+def make_output_dir(run_dir: Path) -> None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".disbench-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise DisbenchError(f"--out {run_dir}: cannot write there ({exc.strerror or exc})") from None
+
+
+def prepare_resume(run_dir: Path, sources: ConfigSources | None = None, model: str | None = None) -> int | None:
+    """Load a run's own configuration to continue it.
+
+    Returns the step of its checkpoint, or None when it has none yet (it then
+    starts again from step 0). ``sources``/``model`` (the options of the
+    command that resumes it) may repeat the run's configuration but not change
+    it: a difference is refused, naming the bindings that differ.
     """
     run_dir = Path(run_dir)
     load_results(run_dir)  # refuses a directory that is not a run
-    if sources is not None:
-        parse_sources(sources, model=model)
-    else:
-        parse_saved_config(run_dir / CONFIG_NAME)
-    return (run_dir / CHECKPOINT_NAME).is_file()
+    check_same_config(run_dir, sources, model)
+    checkpoint = run_dir / CHECKPOINT_NAME
+    return int(load_checkpoint(checkpoint)["step"]) if checkpoint.is_file() else None
 
 
-def train_and_evaluate(run_dir: Path, *, device, resume: bool, evaluate: bool = True,
-                       metrics=None, progress: bool | None = None, on_trained=None) -> dict:
-    """Train the configured run (resuming if asked), then evaluate its metrics.
+def check_same_config(run_dir: Path, sources: ConfigSources | None, model: str | None) -> None:
+    """Parse the run's ``config.gin`` (leaving it in force); with ``sources``,
+    refuse a command whose configuration differs from it.
 
-    ``on_trained(results)`` is called between the two (the CLI reports training there).
+    Without ``--protocol`` the options are applied on top of the saved config,
+    so ``--steps 400`` is compared with the run's ``Protocol.steps``; with a
+    protocol, the configuration the command would give a new run is compared.
+    Only ``Protocol.data_root`` (where the data lies) may change.
     """
-    from .evaluation import evaluate_run
+    config_path = Path(run_dir) / CONFIG_NAME
+    parse_saved_config(config_path)
+    saved = current_bindings()
+    if sources is None and model is None:
+        return
+    sources = sources or ConfigSources()
+    chosen = model or gin.query_parameter("Run.model")
+    if not sources.protocol:
+        sources = replace(sources, gin_files=[str(config_path), *sources.gin_files])
+    parse_sources(sources, model=chosen)
+    requested = current_bindings()
+    differ = [k for k in sorted(set(saved) | set(requested))
+              if saved.get(k) != requested.get(k) and k not in CHANGEABLE_ON_RESUME]
+    if differ:
+        shown = "; ".join(f"{k}: {saved.get(k, 'unset')} -> {requested.get(k, 'unset')}" for k in differ[:4])
+        more = f" (and {len(differ) - 4} more)" if len(differ) > 4 else ""
+        raise DisbenchError(
+            f"{run_dir} was configured differently from this command: {shown}{more}. A resumed run keeps "
+            "its own configuration: drop these options, or start a new run in another folder"
+        )
+    if requested != saved:  # only the allowed keys changed: the run continues with them
+        atomic_write_text(config_path, gin.config_str())
+
+
+def train_and_evaluate(run_dir: Path, *, device, resume: bool, evaluate: bool | None = None,
+                       metrics=None, progress: bool | None = None, on_trained=None) -> dict:
+    """Train the configured run (resuming if asked), then evaluate its metrics
+    on the model and data already in memory.
+
+    ``evaluate=None`` keeps what the run was started with (``--no-eval`` is
+    remembered). ``on_trained(results)`` is called between the two (the CLI
+    reports training there).
+    """
+    from .builders import build_configured_run
+    from .evaluation import evaluate_built
     from .training.loop import train
 
-    results = train(Path(run_dir), device=device, resume=resume, progress=progress)
+    run_dir = Path(run_dir)
+    if evaluate is None:
+        evaluate = load_results(run_dir).get("evaluate_at_end", True)
+    else:
+        update_results(run_dir, evaluate_at_end=bool(evaluate))
+    built = build_configured_run(device)
+    results = train(run_dir, built, resume=resume, progress=progress)
     if on_trained is not None:
         on_trained(results)
-    if evaluate and (metrics or build_protocol().metrics):
-        results = evaluate_run(Path(run_dir), metrics, device=device, progress=progress)
+    names = built.protocol.metrics if metrics is None else metrics
+    if evaluate and names:
+        built.model.eval()
+        results = evaluate_built(run_dir, built, names, progress=progress, previous=results.get("metrics", {}))
     return results

@@ -37,6 +37,8 @@ from typing import Any, Callable
 
 import torch
 
+from disbench.components import has_method, resolve_component
+
 from .arg_checks import integer
 from .kl_window import KLMovingAverage
 
@@ -75,23 +77,11 @@ class _TensorMath:
 
 
 def resolve_setpoint(setpoint, default_factory: Callable[[], Any], owner: str):
-    """A set point object from: None (the default), an object with ``.value(t)``,
-    a zero-argument factory (gin's ``@HybridAnnealing`` passes the class,
-    ``@HybridAnnealing()`` an instance), or a name in the ``setpoints`` registry."""
-    if setpoint is None:
-        resolved = default_factory()
-    elif isinstance(setpoint, str):
-        from disbench.plugins import get_registry  # loads plugins only when a name is used
-
-        resolved = get_registry("setpoints").get(setpoint)()
-    elif isinstance(setpoint, type) or (callable(setpoint) and not hasattr(setpoint, "value")):
-        resolved = setpoint()
-    else:
-        resolved = setpoint
-    if isinstance(resolved, type) or not callable(getattr(resolved, "value", None)):
-        raise ValueError(f"{owner}.setpoint must be a set point (an object with .value(t)), a factory "
-                         f"of one, or a registered set-point name; got {setpoint!r}")
-    return resolved
+    """A set point object from: None (the default), a registered set-point name, a
+    class (gin's ``@HybridAnnealing``), an object with ``.value(t)`` (gin's
+    ``@HybridAnnealing()``) or a zero-argument factory."""
+    return resolve_component(setpoint, kind="setpoints", default=default_factory,
+                             is_instance=has_method("value"), owner=f"{owner}.setpoint")
 
 
 class ClosedLoopBetaScheduler:

@@ -39,10 +39,10 @@ def train_calls(monkeypatch):
 
     calls, real = [], loop.train
 
-    def spy(run_dir, **kwargs):
+    def spy(run_dir, built, **kwargs):
         calls.append((Path(run_dir).relative_to(Path.cwd()).as_posix() if Path(run_dir).is_absolute()
                       else Path(run_dir).as_posix(), kwargs["resume"]))
-        return real(run_dir, **kwargs)
+        return real(run_dir, built, **kwargs)
 
     monkeypatch.setattr(loop, "train", spy)
     return calls

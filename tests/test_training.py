@@ -177,15 +177,16 @@ def test_existing_run_is_not_overwritten_and_checkpoint_of_other_protocol_refuse
     results["status"] = "interrupted"
     Path("run/results.json").write_text(json.dumps(results))
     assert main(train_args("run", "--resume", "--steps", "40")) == 2
-    assert "belongs to another run" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "configured differently" in err and "Protocol.steps: 30 -> 40" in err
     assert main(["train", "--resume", "--out", "run", "--device", "cpu", "--no-progress", "--no-eval"]) == 0
 
 
 def test_metrics_refuse_datasets_without_factors(toy_host, capsys):
     args = train_args("plain", "--dataset", "toy_unlabelled")
     assert main(args) == 2
-    assert "needs ground-truth factors" in capsys.readouterr().err
-    assert load("plain")["status"] == "complete"  # training itself finished and is kept
+    assert "need ground-truth factors" in capsys.readouterr().err
+    assert not Path("plain").exists()  # refused before anything was created or trained
 
 
 def test_evaluate_refuses_unfinished_runs(toy_host, capsys):

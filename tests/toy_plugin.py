@@ -75,6 +75,36 @@ class DivergingVAE(VAEModel):
         return loss, extras
 
 
+@gin.configurable
+class CorruptingVAE(VAEModel):
+    """A VAE whose weights turn NaN after the optimizer step of ``corrupt_at``,
+    while that step's logged loss is still finite (tests the parameter check)."""
+
+    def __init__(self, corrupt_at: int = 20, scheduler=None, **arch):
+        self.corrupt_at = corrupt_at
+        super().__init__(scheduler=scheduler, **arch)
+
+    def auxiliary_step(self, terms, next_batch, step):
+        if step == self.corrupt_at:
+            with torch.no_grad():
+                self.decoder.parameters().__next__().view(-1)[0] = float("nan")
+        return {}
+
+
+@gin.configurable
+class InterruptedVAE(VAEModel):
+    """A VAE whose training is interrupted (Ctrl-C) at step ``interrupt_at``."""
+
+    def __init__(self, interrupt_at: int = 25, scheduler=None, **arch):
+        self.interrupt_at = interrupt_at
+        super().__init__(scheduler=scheduler, **arch)
+
+    def auxiliary_step(self, terms, next_batch, step):
+        if step == self.interrupt_at:
+            raise KeyboardInterrupt
+        return {}
+
+
 @hookimpl
 def register_datasets(registry):
     registry.add("toy_squares", toy_squares)
@@ -89,3 +119,5 @@ def register_metrics(registry):
 @hookimpl
 def register_models(registry):
     registry.add("toy_diverging", DivergingVAE)
+    registry.add("toy_corrupting", CorruptingVAE)
+    registry.add("toy_interrupted", InterruptedVAE)

@@ -11,8 +11,10 @@ import shlex
 import sys
 from pathlib import Path
 
+from ..config import config_notes
 from ..errors import DisbenchError
-from .common import add_progress_option, comma_list
+from ..runner import check_output_dir
+from .common import add_progress_option, option_list
 from .train_cmd import add_config_options, sources_from_args
 
 
@@ -53,6 +55,7 @@ def command_line(args, models: list[str]) -> str:
         parts += ["--gin_file", f]
     for b in args.gin_param:
         parts += ["--gin_param", b]
+    parts += ["--deterministic"] * args.deterministic
     parts += ["--jobs", str(args.jobs), "--device", args.device]
     parts += ["--retry-failed"] * args.retry_failed + ["--no-figures"] * args.no_figures
     return shlex.join(parts)
@@ -69,14 +72,13 @@ def run_compare(args) -> int:
         raise DisbenchError(f"--jobs must be at least 1, got {args.jobs}")
     seeds = parse_seeds(args.seeds)
     models = parse_models(args.models)
-    metrics = comma_list(args.metrics)
-    if metrics is not None and not metrics:
-        raise DisbenchError("--metrics is empty: give comma-separated metric names or leave it out")
+    metrics = option_list(args.metrics, "--metrics", "metric names")
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise DisbenchError(f"--out {out} is a file, not a directory")
+    check_output_dir(out)
 
     plan = plan_runs(out, models, seeds, sources_from_args(args), metrics, args.retry_failed)
+    for note in config_notes():
+        print(f"note: {note}", file=sys.stderr)
     todo = plan.todo
     workers = max(1, min(args.jobs, len(todo)))
     devices = worker_devices(args.device, workers)

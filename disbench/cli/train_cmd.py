@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
+import sys
 from pathlib import Path
 
 from ..builders import resolve_device
-from ..config import ConfigSources, build_run
+from ..config import ConfigSources, build_protocol, build_run, config_notes, parse_sources
 from ..errors import DisbenchError
 from ..runner import prepare_new_run, prepare_resume, train_and_evaluate
+from ..plugins import get_registry
 from ..runs import RESULTS_NAME, load_results
-from .common import add_device_option, add_progress_option, format_metrics
+from .common import DATA_ROOT_DEFAULT, add_device_option, add_progress_option, format_metrics
 
 
 def add_parser(subparsers) -> None:
@@ -20,8 +23,10 @@ def add_parser(subparsers) -> None:
     add_config_options(p)
     p.add_argument("--seed", type=int, help="override Run.seed")
     p.add_argument("--out", help="run directory (default: runs/MODEL-PROTOCOL-sSEED)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--no-eval", action="store_true", help="skip evaluating the protocol's metrics at the end")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last checkpoint, with its own config.gin")
+    p.add_argument("--no-eval", action="store_true",
+                   help="skip evaluating the protocol's metrics at the end (remembered by --resume)")
     add_device_option(p)
     add_progress_option(p)
     p.set_defaults(func=run_train)
@@ -30,11 +35,14 @@ def add_parser(subparsers) -> None:
 def add_config_options(p) -> None:
     """Options that change a run's configuration (shared with `compare`)."""
     p.add_argument("--dataset", help="override Protocol.dataset")
-    p.add_argument("--data-root", help="folder holding dataset files (default: $DISBENCH_DATA)")
+    p.add_argument("--data-root", help="folder holding user-supplied dataset files "
+                   f"(default: Protocol.data_root if bound, else {DATA_ROOT_DEFAULT})")
     p.add_argument("--gin_file", "--gin-file", action="append", default=[], help="extra gin file (repeatable)")
     p.add_argument("--gin_param", "--gin-param", action="append", default=[],
                    help="gin binding, e.g. 'PIBetaScheduler.kp = 0.02' (repeatable)")
     p.add_argument("--steps", type=int, help="override Protocol.steps")
+    p.add_argument("--deterministic", action="store_true",
+                   help="deterministic kernels (Protocol.deterministic = True; slower on GPUs)")
 
 
 def sources_from_args(args, seed: int | None = None) -> ConfigSources:
@@ -42,13 +50,14 @@ def sources_from_args(args, seed: int | None = None) -> ConfigSources:
         protocol=args.protocol, gin_files=args.gin_file, gin_params=args.gin_param,
         overrides={"Protocol.steps": args.steps, "Protocol.dataset": args.dataset,
                    "Protocol.data_root": args.data_root,
+                   "Protocol.deterministic": True if getattr(args, "deterministic", False) else None,
                    "Run.seed": seed if seed is not None else getattr(args, "seed", None)},
     )
 
 
 def _changes_config(args) -> bool:
-    return any([args.model, args.protocol, args.dataset, args.gin_file, args.gin_param,
-                args.steps is not None, args.seed is not None])
+    return any([args.model, args.protocol, args.dataset, args.data_root, args.gin_file, args.gin_param,
+                args.steps is not None, args.seed is not None, args.deterministic])
 
 
 def run_train(args) -> int:
@@ -58,33 +67,42 @@ def run_train(args) -> int:
         if not args.out:
             raise DisbenchError("--resume needs --out RUN_DIR (the run to continue)")
         run_dir = Path(args.out)
+        sources = sources_from_args(args) if _changes_config(args) else None
+        from_step = prepare_resume(run_dir, sources, args.model)  # refuses another configuration first
         results = load_results(run_dir)
         if results.get("status") == "complete":
             print(f"{run_dir} is already complete ({results.get('steps')} steps); nothing to resume")
             return 0
-        sources = sources_from_args(args) if _changes_config(args) else None
-        resume = prepare_resume(run_dir, sources, args.model)
-        if not resume:
-            print(f"{run_dir} has no checkpoint yet; starting it again from step 0")
+        planned = build_protocol().steps
+        print(f"resuming {run_dir} from step {from_step:,} of {planned:,}" if from_step is not None
+              else f"{run_dir} has no checkpoint yet; starting it again from step 0 of {planned:,}", flush=True)
+        resume, evaluate = from_step is not None, (False if args.no_eval else None)
     else:
-        if args.out:
-            run_dir = prepare_new_run(Path(args.out), sources_from_args(args), args.model)
-        else:  # the default name needs the parsed model and seed
-            from ..config import parse_sources
+        sources = sources_from_args(args)
+        run_dir = Path(args.out) if args.out else default_run_dir(sources, args)
+        run_dir = prepare_new_run(run_dir, sources, args.model, evaluate=not args.no_eval)
+        resume, evaluate = False, not args.no_eval
 
-            model = parse_sources(sources_from_args(args), model=args.model)
-            protocol_name = Path(args.protocol).stem if args.protocol else "default"
-            default = Path("runs") / f"{model}-{protocol_name}-s{build_run().seed}"
-            run_dir = prepare_new_run(default, sources_from_args(args), args.model)
-        resume = False
-
-    results = train_and_evaluate(run_dir, device=device, resume=resume, evaluate=not args.no_eval,
+    for note in config_notes():
+        print(f"note: {note}", file=sys.stderr)
+    results = train_and_evaluate(run_dir, device=device, resume=resume, evaluate=evaluate,
                                  progress=progress, on_trained=_report_training)
     if results.get("metrics"):
         print("metrics:\n" + format_metrics(results["metrics"]))
     print(f"results: {run_dir / RESULTS_NAME}")
     return 0
 
+
+def default_run_dir(sources: ConfigSources, args) -> Path:
+    """``runs/MODEL-PROTOCOL-sSEED``, from names checked first: a model name must be
+    registered (registered names are path-safe) and the protocol part is reduced
+    to safe characters, so the path cannot leave ``runs/``."""
+    model = parse_sources(sources, model=args.model)
+    if not model:
+        build_run()  # the one-line "no model chosen" error
+    get_registry("models").get(model)
+    protocol_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(args.protocol).stem).strip("._") if args.protocol else ""
+    return Path("runs") / f"{model}-{protocol_name or 'default'}-s{build_run().seed}"
 
 def _report_training(results: dict) -> None:
     final = results.get("final", {})

@@ -48,7 +48,7 @@ def execute_job(job: RunJob, *, device, progress: bool | None = None) -> dict:
                 prepare_new_run(run_dir, job.sources, job.model)
                 resume = False
             else:  # resume an interrupted run, or retry a failed one from its last good checkpoint
-                resume = prepare_resume(run_dir, job.sources, job.model)
+                resume = prepare_resume(run_dir, job.sources, job.model) is not None
             train_and_evaluate(run_dir, device=device, resume=resume, metrics=job.metrics, progress=progress)
     except DisbenchError as exc:
         outcome["error"] = str(exc)
@@ -66,7 +66,7 @@ def _mark_failed(run_dir: Path, error: str) -> None:
     """A run that stopped mid-training is failed (not retried without --retry-failed);
     a complete run whose evaluation failed stays complete."""
     results = read_status(run_dir)
-    if results is not None and results.get("status") == "running":
+    if results is not None and results.get("status") in ("created", "running"):
         update_results(run_dir, status="failed", error=error)
 
 

@@ -11,11 +11,12 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..config import ConfigSources, build_protocol, build_run, parse_sources
+from ..config import ConfigSources, build_protocol, parse_sources
 from ..errors import DisbenchError
 from ..io import read_json
 from ..plugins import get_registry
-from ..runs import RESULTS_NAME
+from ..runner import check_same_config
+from ..runs import CONFIG_NAME, RESULTS_NAME
 
 RUNS_FOLDER = "runs"
 
@@ -127,6 +128,8 @@ def plan_runs(compare_dir: Path, models: list[str], seeds: list[int], sources: C
                     f"but this command configures {expected} (other --protocol, --steps, --dataset or gin "
                     "bindings?): use another --out, or the options the runs were made with"
                 )
+            if (run_dir / CONFIG_NAME).is_file():
+                check_same_config(run_dir, job.sources, model)  # a changed scheduler binding, say
             jobs.append(_next_step(job, results, requested, retry_failed))
     return Plan(jobs, tuple(first_requested or ()))
 
@@ -136,7 +139,7 @@ def _next_step(job: RunJob, results: dict, requested: tuple, retry_failed: bool)
     if status == "complete":
         missing = tuple(m for m in requested if m not in (results.get("metrics") or {}))
         return replace(job, action=EVALUATE if missing else DONE, metrics=missing or None)
-    if status in ("interrupted", "running"):
+    if status in ("created", "interrupted", "running"):
         return replace(job, action=RESUME)
     if status == "failed":
         return replace(job, action=RETRY if retry_failed else SKIP_FAILED)
@@ -148,34 +151,35 @@ def _with_seed(sources: ConfigSources, seed: int) -> ConfigSources:
 
 
 def _check_configuration(sources: ConfigSources, model: str, metrics: list[str] | None) -> tuple:
-    """Parse the model's configuration once; return the metrics a complete run must have."""
+    """Parse and check the model's configuration once (everything but the images:
+    see :func:`disbench.builders.check_run_config`); return the metrics a complete
+    run must have."""
+    from ..builders import check_metrics_apply, check_run_config, metric_classes
+
     parse_sources(sources, model=model)
-    protocol = build_protocol()
-    build_run()
-    get_registry("datasets").get(protocol.dataset)
+    protocol, _, info = check_run_config()
     requested = tuple(metrics) if metrics else protocol.metrics
-    for name in requested:
-        get_registry("metrics").get(name)
+    metric_classes(requested)
+    check_metrics_apply(requested, info)
     return requested
 
 
 class _FingerprintCache:
     """The protocol fingerprint a configuration gives, computed only when an existing
-    run must be checked against it (it needs the dataset's size, so the dataset is
-    built once per distinct dataset configuration and then dropped)."""
+    run must be checked against it (from the dataset's metadata: no images are loaded)."""
 
     def __init__(self):
         self._sizes: dict[str, int] = {}
 
     def get(self, sources: ConfigSources, model: str) -> str:
-        from ..builders import build_dataset
+        from ..builders import run_fingerprint
         from ..config import bindings_of
-        from ..training.loop import run_fingerprint
+        from ..data import dataset_info
 
         parse_sources(sources, model=model)
         protocol = build_protocol()
         factory = get_registry("datasets").get(protocol.dataset)
         key = repr((protocol.dataset, protocol.data_root, bindings_of([factory])))
         if key not in self._sizes:
-            self._sizes[key] = len(build_dataset(protocol))
-        return run_fingerprint(protocol, range(self._sizes[key]))  # it reads only len(dataset)
+            self._sizes[key] = dataset_info(protocol.dataset, protocol.data_root).num_images
+        return run_fingerprint(protocol, self._sizes[key])

@@ -21,6 +21,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from ..components import has_method, resolve_component
 from ..schedulers import ConstantBeta
 from .architecture import Decoder, Encoder, kaiming_init
 from .losses import kl_per_dimension, reconstruction_loss, reparameterize
@@ -48,8 +49,8 @@ class VAEModel(nn.Module):
 
     ``scheduler`` chooses β(t): None for the model's default
     (:meth:`default_scheduler`), a registered scheduler name, a scheduler
-    object, or a zero-argument factory (a gin reference such as
-    ``@PIBetaScheduler``).
+    class (a gin reference such as ``@PIBetaScheduler``), a scheduler object
+    (``@PIBetaScheduler()``) or a zero-argument factory.
     """
 
     def __init__(
@@ -68,7 +69,7 @@ class VAEModel(nn.Module):
         self.encoder = Encoder(self.num_channels, self.latent_dim)
         self.decoder = Decoder(self.num_channels, self.latent_dim)
         kaiming_init(self)
-        self.scheduler = resolve_scheduler(scheduler, self.default_scheduler)
+        self.scheduler = resolve_scheduler(scheduler, self.default_scheduler, f"{type(self).__name__}.scheduler")
 
     def default_scheduler(self):
         return ConstantBeta(1.0)
@@ -113,16 +114,7 @@ class VAEModel(nn.Module):
                 "num_channels": self.num_channels, "likelihood": self.likelihood}
 
 
-def resolve_scheduler(scheduler: Any, default: Callable[[], Any]):
-    """Turn a scheduler argument (None, name, object, factory) into a scheduler."""
-    if scheduler is None:
-        return default()
-    if isinstance(scheduler, str):
-        from ..plugins import get_host
-
-        return get_host().registry("schedulers").get(scheduler)()
-    if hasattr(scheduler, "step"):
-        return scheduler
-    if callable(scheduler):
-        return scheduler()
-    raise TypeError(f"scheduler must be a name, a scheduler or a factory, got {scheduler!r}")
+def resolve_scheduler(scheduler: Any, default: Callable[[], Any], owner: str = "scheduler"):
+    """Turn a scheduler argument (None, name, class, instance, factory) into a scheduler."""
+    return resolve_component(scheduler, kind="schedulers", default=default, is_instance=has_method("step"),
+                             owner=owner)

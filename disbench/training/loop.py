@@ -2,12 +2,13 @@
 
 The step itself never waits on the device: losses are summed into device
 accumulators and fetched (one transfer) only every ``Protocol.log_every``
-steps. A non-finite loss is caught there, before any checkpoint is written.
+steps. A non-finite loss is caught there, and non-finite parameters before each
+checkpoint (one host sync per checkpoint), so no bad state is saved as good.
 """
 
 from __future__ import annotations
 
-import random
+import json
 import time
 from pathlib import Path
 
@@ -15,23 +16,16 @@ import gin
 import numpy as np
 import torch
 
-from ..builders import build_dataset, build_model
-from ..config import bindings_of, build_protocol, build_run, fingerprint
+from ..builders import BuiltRun
 from ..data import DeviceSampler
+from ..determinism import hardware_record
 from ..errors import DisbenchError, TrainingDiverged
 from ..io import atomic_write_text
-from ..plugins import get_registry
 from ..progress import progress_bar
 from ..runs import METRICS_LOG_NAME, OPERATIVE_CONFIG_NAME, environment, update_results
 from ..schedulers import scheduler_scalars
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .scalars import SCALARS_NAME, ScalarLog, is_finite_row
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+from .scalars import SCALARS_NAME, ScalarLog, is_finite_row, read_scalars
 
 
 class Accumulator:
@@ -84,36 +78,23 @@ def training_step(model, optimizer, sampler: DeviceSampler, step: int) -> tuple:
                   **extras, **auxiliary}
 
 
-def run_fingerprint(protocol, dataset) -> str:
-    """The protocol fingerprint, including the dataset's and the metrics' gin bindings."""
-    metrics = [get_registry("metrics").get(m) for m in protocol.metrics]  # unknown names fail before training
-    factory = get_registry("datasets").get(protocol.dataset)
-    return fingerprint(protocol, {"dataset": bindings_of([factory]), "metrics": bindings_of(metrics),
-                                  "num_images": len(dataset)})
-
-
-def train(run_dir: Path, *, device: torch.device, resume: bool = False, progress: bool | None = None) -> dict:
-    """Train the run whose gin config is parsed; return its results dict."""
+def train(run_dir: Path, built: BuiltRun, *, resume: bool = False, progress: bool | None = None) -> dict:
+    """Train the built run in ``run_dir`` (from its checkpoint when ``resume``); return its results."""
     run_dir = Path(run_dir)
-    protocol, run = build_protocol(), build_run()
-    seed_everything(run.seed)
-    dataset = build_dataset(protocol)
-    model = build_model(run, protocol, dataset).to(device)
+    protocol, run, dataset, model, device = built.protocol, built.run, built.dataset, built.model, built.device
     scheduler = model.scheduler
     optimizer = torch.optim.Adam(model.main_parameters(), lr=protocol.lr, betas=protocol.adam_betas)
     sampler = DeviceSampler(dataset.images, protocol.batch_size, device, seed=run.seed)
-    fp = run_fingerprint(protocol, dataset)
+    fp = built.fingerprint
     ckpt_path = run_dir / CHECKPOINT_NAME
+    model_config = model.config()
+    scheduler_config = getattr(scheduler, "config", {"name": type(scheduler).__name__})
 
     step, elapsed_before = 0, 0.0
     if resume:
         state = load_checkpoint(ckpt_path, map_location=device)
-        if state.get("fingerprint") != fp or state.get("model_name") != run.model or state.get("seed") != run.seed:
-            raise DisbenchError(
-                f"checkpoint {ckpt_path} belongs to another run (model {state.get('model_name')!r}, seed "
-                f"{state.get('seed')}, protocol {state.get('fingerprint')}) than the one configured "
-                f"(model {run.model!r}, seed {run.seed}, protocol {fp})"
-            )
+        check_checkpoint_matches(state, ckpt_path, model=run.model, seed=run.seed, fingerprint=fp,
+                                 model_config=model_config, scheduler_config=scheduler_config)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         for name, opt in model.auxiliary_optimizers().items():
@@ -124,23 +105,32 @@ def train(run_dir: Path, *, device: torch.device, resume: bool = False, progress
         step, elapsed_before = int(state["step"]), float(state.get("elapsed_seconds", 0.0))
 
     atomic_write_text(run_dir / OPERATIVE_CONFIG_NAME, gin.operative_config_str())
-    results = update_results(
+    update_results(
         run_dir, status="running", model=run.model, seed=run.seed, protocol=protocol.as_dict(),
-        protocol_fingerprint=fp, dataset=dataset.describe(), model_config=model.config(),
-        scheduler=getattr(scheduler, "config", {"name": type(scheduler).__name__}),
-        device=str(device), environment=environment(), steps=step, steps_planned=protocol.steps,
+        protocol_fingerprint=fp, dataset=dataset.describe(), model_config=model_config,
+        scheduler=scheduler_config, device=str(device), environment=environment(),
+        hardware=hardware_record(device, protocol.deterministic), config_notes=built.notes,
+        steps=step, checkpoint_step=step if resume else None, steps_planned=protocol.steps,
     )
     scalar_log = ScalarLog(run_dir / SCALARS_NAME, keep_up_to_step=step)
     metric_log = ScalarLog(run_dir / METRICS_LOG_NAME, keep_up_to_step=step) if protocol.eval_every else None
+    last_checkpoint = step if resume else None
 
     def checkpoint(at_step: int, elapsed: float) -> None:
+        nonlocal last_checkpoint
+        bad = non_finite_parameters(model)  # the one host sync per checkpoint
+        if bad:
+            raise TrainingDiverged(f"non-finite parameters ({', '.join(bad[:3])}) at step {at_step}")
         save_checkpoint(ckpt_path, {
             "step": at_step, "fingerprint": fp, "model_name": run.model, "seed": run.seed,
+            "model_config": model_config, "scheduler_config": scheduler_config,
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "auxiliary_optimizers": {n: o.state_dict() for n, o in model.auxiliary_optimizers().items()},
             "scheduler": scheduler.state_dict(), "sampler": sampler.state_dict(), "rng": rng_state(),
             "elapsed_seconds": elapsed,
         })
+        last_checkpoint = at_step
+        update_results(run_dir, steps=at_step, checkpoint_step=at_step, elapsed_seconds=round(elapsed, 3))
 
     accumulator = Accumulator()
     bar = progress_bar(total=protocol.steps, initial=step, desc=f"{run.model} s{run.seed}", unit="step",
@@ -160,10 +150,7 @@ def train(run_dir: Path, *, device: torch.device, resume: bool = False, progress
                        **_as_float_dict({"beta": beta, **scheduler_scalars(scheduler)})}
                 if not is_finite_row(row):
                     bad = sorted(k for k, v in row.items() if isinstance(v, float) and not np.isfinite(v))
-                    raise TrainingDiverged(
-                        f"non-finite {', '.join(bad)} by step {step}; the last good checkpoint "
-                        f"({ckpt_path}) is kept and the run is marked failed"
-                    )
+                    raise TrainingDiverged(f"non-finite {', '.join(bad)} by step {step}")
                 scalar_log.write(row)
                 last_row = row
                 bar.update(step - bar.n)
@@ -178,10 +165,13 @@ def train(run_dir: Path, *, device: torch.device, resume: bool = False, progress
                 scalar_log.sync()
                 checkpoint(step, elapsed_before + time.perf_counter() - started)
     except TrainingDiverged as exc:
-        update_results(run_dir, status="failed", error=str(exc), failed_at_step=step)
-        raise
+        kept = (f"the last good checkpoint (step {last_checkpoint}, {ckpt_path}) is kept"
+                if last_checkpoint else "no checkpoint had been written yet")
+        message = f"{exc}; {kept} and the run is marked failed"
+        update_results(run_dir, status="failed", error=message, failed_at_step=step)
+        raise TrainingDiverged(message) from None
     except KeyboardInterrupt:
-        update_results(run_dir, status="interrupted", steps=_checkpoint_step(ckpt_path))
+        update_results(run_dir, status="interrupted")
         raise
     finally:
         bar.close()
@@ -190,21 +180,38 @@ def train(run_dir: Path, *, device: torch.device, resume: bool = False, progress
             metric_log.close()
 
     atomic_write_text(run_dir / OPERATIVE_CONFIG_NAME, gin.operative_config_str())
-    final = last_row or {}
-    results = update_results(
+    # A run resumed at its last step trains no step here: its last row is in the log.
+    final = last_row or (read_scalars(run_dir / SCALARS_NAME) or [{}])[-1]
+    return update_results(
         run_dir, status="complete", steps=step, error=None,
         elapsed_seconds=round(elapsed_before + time.perf_counter() - started, 3),
-        final={k: final.get(k) for k in ("recon", "kl", "beta", "loss", "kl_per_dim", "setpoint")
-               if k in final},
+        final={k: final.get(k) for k in FINAL_KEYS if k in final},
     )
-    return results
 
 
-def _checkpoint_step(path: Path):
-    try:
-        return int(load_checkpoint(path)["step"])
-    except DisbenchError:
-        return 0
+FINAL_KEYS = ("recon", "kl", "beta", "loss", "kl_per_dim", "setpoint")
+
+
+def non_finite_parameters(model: torch.nn.Module) -> list[str]:
+    """Names of parameters holding a NaN or an infinity (one host transfer)."""
+    named = list(model.named_parameters())
+    finite = torch.stack([torch.isfinite(p).all() for _, p in named]).cpu().tolist()
+    return [name for (name, _), ok in zip(named, finite) if not ok]
+
+
+def check_checkpoint_matches(state: dict, path: Path, **expected) -> None:
+    """Refuse a checkpoint made by another configuration, naming what differs."""
+    names = {"model": "model_name", "seed": "seed", "fingerprint": "fingerprint",
+             "model_config": "model_config", "scheduler_config": "scheduler_config"}
+    differ = [f"{what} {state.get(names[what])!r} in the checkpoint, {value!r} configured"
+              for what, value in expected.items()
+              if names[what] in state and _jsonable(state[names[what]]) != _jsonable(value)]
+    if differ:
+        raise DisbenchError(f"checkpoint {path} belongs to another configuration: {'; '.join(differ)}")
+
+
+def _jsonable(value):
+    return json.loads(json.dumps(value, default=repr))
 
 
 def _postfix(row: dict) -> dict:

@@ -7,6 +7,8 @@ import math
 import os
 from pathlib import Path
 
+from ..io import atomic_write_text
+
 SCALARS_NAME = "scalars.jsonl"
 
 
@@ -17,8 +19,8 @@ class ScalarLog:
     def __init__(self, path: Path, keep_up_to_step: int = 0):
         self.path = Path(path)
         rows = [r for r in read_scalars(self.path) if r["step"] <= keep_up_to_step] if keep_up_to_step else []
-        with open(self.path, "w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in rows)
+        # rewritten atomically: a crash here leaves the old log, never a truncated one
+        atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in rows))
         self._file = open(self.path, "a")
 
     def write(self, row: dict) -> None:
