@@ -28,23 +28,38 @@ def results_path(run_dir: Path) -> Path:
     return Path(run_dir) / RESULTS_NAME
 
 
-def load_results(run_dir: Path) -> dict:
-    run_dir = Path(run_dir)
+def read_results(run_dir: Path) -> dict | None:
+    """A run's results.json (the one reader of it), or None when there is none yet.
+
+    An unreadable file is an error, never read as "not started".
+    """
     path = results_path(run_dir)
+    if not path.is_file():
+        return None
+    try:
+        results = read_json(path)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DisbenchError(f"{path} cannot be read ({exc}); move the run away to train it again") from None
+    if not isinstance(results, dict):
+        raise DisbenchError(f"{path} is not a run's results (expected a JSON object)")
+    return results
+
+
+def load_results(run_dir: Path) -> dict:
+    """The results of a run directory; a folder that is not one is an error."""
+    run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise DisbenchError(f"{run_dir} is not a directory")
-    if not path.is_file() or not (run_dir / CONFIG_NAME).is_file():
+    results = read_results(run_dir)
+    if results is None or not (run_dir / CONFIG_NAME).is_file():
         raise DisbenchError(f"{run_dir} is not a disbench run directory (no {RESULTS_NAME} / {CONFIG_NAME})")
-    try:
-        return read_json(path)
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DisbenchError(f"{path} cannot be read: {exc}") from None
+    return results
 
 
 def update_results(run_dir: Path, **fields) -> dict:
     """Merge ``fields`` into results.json (atomically)."""
     path = results_path(run_dir)
-    current = read_json(path) if path.is_file() else {}
+    current = read_results(run_dir) or {}
     current.update(fields)
     atomic_write_json(path, current)
     return current

@@ -20,6 +20,8 @@ controller.
 
 from __future__ import annotations
 
+import inspect
+
 import gin
 
 from disbench.models import VAEModel
@@ -33,6 +35,12 @@ def configured(cls, **defaults):
     """``cls(**defaults)``, except that parameters bound in gin keep their binding."""
     bound = gin.get_bindings(cls)
     return cls(**{k: v for k, v in defaults.items() if k not in bound})
+
+
+def dynamicvae_gains() -> dict:
+    """DynamicVAE's gains, window and β_min: PIBetaScheduler's defaults (paper appendix A)."""
+    parameters = inspect.signature(PIBetaScheduler.__init__).parameters
+    return {name: parameters[name].default for name in ("kp", "ki", "beta_min", "window")}
 
 
 @gin.configurable
@@ -56,8 +64,7 @@ class DynamicVAEPositional(VAEModel):
     """Ablation DynamicVAE-P: the positional PI in place of the incremental one."""
 
     def default_scheduler(self):
-        return configured(PositionalPIBetaScheduler, kp=0.01, ki=0.005, beta_min=0.1, window=5,
-                          setpoint=HybridAnnealing)
+        return configured(PositionalPIBetaScheduler, **dynamicvae_gains(), setpoint=HybridAnnealing)
 
 
 @gin.configurable

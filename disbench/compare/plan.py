@@ -13,10 +13,9 @@ from pathlib import Path
 
 from ..config import ConfigSources, build_protocol, parse_sources
 from ..errors import DisbenchError
-from ..io import read_json
 from ..plugins import get_registry
 from ..runner import check_same_config
-from ..runs import CONFIG_NAME, RESULTS_NAME
+from ..runs import CONFIG_NAME, RESULTS_NAME, read_results
 
 RUNS_FOLDER = "runs"
 
@@ -84,13 +83,7 @@ class RunJob:
 
 def read_status(run_dir: Path) -> dict | None:
     """A run's results.json, or None when the run has not started."""
-    path = Path(run_dir) / RESULTS_NAME
-    if not path.is_file():
-        return None
-    try:
-        return read_json(path)
-    except (OSError, ValueError) as exc:
-        raise DisbenchError(f"{path} cannot be read ({exc}); move the run away to train it again") from None
+    return read_results(run_dir)
 
 
 @dataclass

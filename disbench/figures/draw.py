@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..errors import DisbenchError
 from ..progress import progress_bar
-from ..runs import METRICS_LOG_NAME, RESULTS_NAME
+from ..runs import METRICS_LOG_NAME
 from ..training.scalars import SCALARS_NAME, read_scalars
 from .curves import plot_kl_per_latent, plot_metric_curves, plot_seed_curves
 from .style import model_colors
@@ -32,11 +32,12 @@ class FigureReport:
 
 
 def _results(run_dir: Path) -> dict:
-    from ..io import read_json
+    from ..errors import DisbenchError
+    from ..runs import read_results
 
     try:
-        return read_json(Path(run_dir) / RESULTS_NAME)
-    except (OSError, ValueError):
+        return read_results(run_dir) or {}
+    except DisbenchError:  # an unreadable run is left out of the figures, not fatal
         return {}
 
 

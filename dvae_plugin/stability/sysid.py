@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from disbench.errors import DisbenchError
-from disbench.io import read_json
+from disbench.runs import read_results
 
 RISE_FRACTION = 1 - math.exp(-1)  # 63.2 %: y(1/a) = C0·(1 - e⁻¹)
 DEFAULT_TAIL = 0.2
@@ -68,10 +68,7 @@ def load_run(path) -> RunLog:
     for needed in (results_path, scalars_path):
         if not needed.is_file():
             raise DisbenchError(f"{path}: no {needed.name} (not a disbench run directory?)")
-    try:
-        results = read_json(results_path)
-    except (OSError, ValueError) as exc:
-        raise DisbenchError(f"{results_path}: unreadable JSON ({exc})") from None
+    results = read_results(path)
     records = []
     with open(scalars_path) as f:
         for lineno, line in enumerate(f, 1):
