@@ -297,3 +297,13 @@ def test_eval_every_is_not_part_of_the_fingerprint(toy_host):
     assert main(train_args("b", "--no-eval", "--gin_param", "Protocol.eval_every = 10")) == 0
     assert load("a")["protocol_fingerprint"] == load("b")["protocol_fingerprint"]
     gin.clear_config()
+
+
+def test_garbage_npz_is_described_without_unsafe_advice(tmp_path, capsys, toy_host):
+    from disbench.datasets.dsprites import FILENAME
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / FILENAME).write_bytes(b"this is not a numpy file at all" * 10)
+    assert main(["data", "prepare", "dsprites", "--data-root", str(tmp_path / "data")]) == 2
+    err = one_line_error(capsys, "neither an npz archive nor a .npy array")
+    assert "allow_pickle" not in err

@@ -60,7 +60,13 @@ def file_error(path: str | os.PathLike, problem: str) -> DisbenchError:
 
 
 def short_exc(exc: BaseException) -> str:
+    """The first line of an error, in our words where numpy's would advise
+    ``allow_pickle=True`` (loading a pickle runs code from the file: never here)."""
     text = str(exc).splitlines()[0] if str(exc) else ""
+    if "Object arrays cannot be loaded" in text:
+        return "it holds an array of Python objects, which is never unpickled"
+    if "pickle" in text.lower():
+        return "neither an npz archive nor a .npy array (pickled data is never loaded)"
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
