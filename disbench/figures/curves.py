@@ -66,18 +66,61 @@ def plot_seed_curves(series: dict, key: str, stem: Path, *, ylabel: str, title: 
     return save_figure(fig, stem)
 
 
-def _plain_log_y(ax) -> None:
-    """Log y axis labelled 0.1, 1, 10 (not 10^-1); minor ticks labelled only over a narrow range."""
+# Log axes are labelled with plain numbers at the values below within each decade — more
+# of them the fewer decades the axis spans, so that roughly 5 to 12 labels show — then at
+# each power of ten; a range too narrow to hold two such values gets evenly spaced labels
+# instead. Every log axis thus carries values that can be read off (not only 1, 10, 100).
+LOG_LABEL_SUBS = (  # (at most this many decades, label at these multiples of each power of 10)
+    (1.2, (1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)),
+    (2.5, (1.0, 2.0, 3.0, 5.0)),
+    (4.5, (1.0, 2.0, 5.0)),
+    (9.0, (1.0,)),
+)
+
+
+def _log_ticks(vmin: float, vmax: float) -> np.ndarray:
+    """Major tick values for a log axis showing [vmin, vmax] (both > 0)."""
     from matplotlib import ticker
 
-    class MinorLabels(ticker.Formatter):
-        def __call__(self, x, pos=None):
-            low, high = sorted(self.axis.get_view_interval())
-            return f"{x:g}" if low > 0 and high / low < 20 else ""
+    vmin, vmax = sorted((vmin, vmax))
+    decades = math.log10(vmax / vmin)
+    subs = next((subs for most, subs in LOG_LABEL_SUBS if decades <= most), None)
+    if subs is None:  # very many decades: matplotlib's own (strided) powers of ten
+        return ticker.LogLocator(base=10).tick_values(vmin, vmax)
+    exponents = range(math.floor(math.log10(vmin)), math.ceil(math.log10(vmax)) + 1)
+    ticks = np.array([s * 10.0**e for e in exponents for s in subs])
+    inside = ticks[(ticks >= vmin * (1 - 1e-9)) & (ticks <= vmax * (1 + 1e-9))]
+    if len(inside) >= 2:
+        return inside
+    return ticker.MaxNLocator(nbins=4, steps=[1, 2, 2.5, 5, 10]).tick_values(vmin, vmax)
+
+
+def _log_tick_locator():
+    from matplotlib import ticker
+
+    class PlainLogLocator(ticker.Locator):
+        def __call__(self):
+            vmin, vmax = self.axis.get_view_interval()
+            return self.tick_values(vmin, vmax)
+
+        def tick_values(self, vmin, vmax):
+            if not vmin > 0:
+                vmin = self.axis.get_minpos() if self.axis is not None else vmax * 1e-3
+            return self.raise_if_exceeds(_log_ticks(vmin, vmax))
+
+    return PlainLogLocator()
+
+
+def _plain_log_y(ax) -> None:
+    """Log y axis whose values can be read: e.g. 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100 over
+    0.1–150, as plain numbers (not 10^-1); denser over a decade, sparser over many."""
+    from matplotlib import ticker
 
     ax.set_yscale("log")
+    ax.yaxis.set_major_locator(_log_tick_locator())
     ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda x, pos: f"{x:g}"))
-    ax.yaxis.set_minor_formatter(MinorLabels())
+    ax.yaxis.set_minor_locator(ticker.LogLocator(base=10, subs="auto"))
+    ax.yaxis.set_minor_formatter(ticker.NullFormatter())
 
 
 @styled
