@@ -34,7 +34,7 @@ def integer(owner: str, name: str, value, *, ge: int) -> int:
 
 
 def training_step(owner: str, t) -> int:
-    """A training step index: SPEC counts steps from t = 1."""
+    """A training step index: steps are counted from t = 1."""
     if isinstance(t, bool) or not isinstance(t, numbers.Integral) or t < 1:
-        raise ValueError(f"{owner}.value(t): t is a training step, an integer >= 1 (SPEC counts from 1); got {t!r}")
+        raise ValueError(f"{owner}.value(t): t is a training step, an integer >= 1 (steps are counted from 1); got {t!r}")
     return int(t)

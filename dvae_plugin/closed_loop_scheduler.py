@@ -1,4 +1,4 @@
-"""What the PI β schedulers of SPEC §3 and §4 share.
+"""What the PI β schedulers of docs/controllers.md and §4 share.
 
 A :class:`ClosedLoopBetaScheduler` owns the step counter t, the set point C(t),
 the KL moving average y and the error e = C − y; a subclass supplies only its
@@ -121,7 +121,7 @@ class ClosedLoopBetaScheduler:
 
     # -- one training step ---------------------------------------------------
     def step(self, kl):
-        """Observe this step's KL and return this step's β (SPEC §3/§4)."""
+        """Observe this step's KL and return this step's β (docs/controllers.md)."""
         if isinstance(kl, torch.Tensor):
             ops, y_in = _TensorMath, self._tensor_input(kl)
         else:
@@ -155,7 +155,7 @@ class ClosedLoopBetaScheduler:
             raise ValueError(f"{owner}.step: kl must be a 0-dim tensor, got shape {tuple(kl.shape)}")
         if not kl.is_floating_point():
             raise TypeError(f"{owner}.step: kl must be a floating-point tensor, got {kl.dtype}")
-        kl = kl.detach().to(torch.float64)  # the controller is not differentiated (SPEC §3)
+        kl = kl.detach().to(torch.float64)  # the controller is not differentiated (docs/controllers.md)
         if self._kind != TENSOR:
             # new_full is a fill on the device: no host-to-device copy, no sync
             self._convert_state(lambda v: kl.new_full((), v))

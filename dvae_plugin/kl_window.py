@@ -1,4 +1,4 @@
-"""The moving average of the observed KL that both PI controllers feed back (SPEC §3, §4).
+"""The moving average of the observed KL that both PI controllers feed back (docs/controllers.md, §4).
 
 y(t) = mean of the last ``window`` KL values, the current one included. The
 window starts filled with zeros (Algorithm 1's y_KL(0) = 0), and the mean

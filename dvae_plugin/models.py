@@ -1,11 +1,11 @@
-"""DynamicVAE, ControlVAE and the paper's Table 2 ablations (SPEC §1, §6).
+"""DynamicVAE, ControlVAE and the paper's Table 2 ablations (docs/objective.md, §6).
 
 All share the β-VAE objective ``recon + β(t)·KL`` and the conv64
 architecture of the harness; they differ only in how β(t) is chosen:
 
 =================  =========================================================
-``dynamicvae``     incremental PI (SPEC §3), β(0) = 150, hybrid set point
-``controlvae``     positional PI (SPEC §4), ControlVAE's gains, step set point
+``dynamicvae``     incremental PI (docs/controllers.md), β(0) = 150, hybrid set point
+``controlvae``     positional PI (docs/controllers.md), ControlVAE's gains, step set point
 ``dynamicvae_p``   positional PI with DynamicVAE's gains, window and hybrid
                    set point: no large β(0)
 ``dynamicvae_step`` incremental PI, step set point (no ramp), period 6,000

@@ -1,4 +1,4 @@
-"""DynamicVAE's incremental non-linear PI controller of β (SPEC §3; paper Eq. 8–11, Algorithm 1)."""
+"""DynamicVAE's incremental non-linear PI controller of β (docs/controllers.md; paper Eq. 8–11, Algorithm 1)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from .setpoints import HybridAnnealing
 
 @gin.configurable
 class PIBetaScheduler(ClosedLoopBetaScheduler):
-    """β(t) from the incremental PI law of SPEC §3::
+    """β(t) from the incremental PI law of docs/controllers.md::
 
         e    = C(t) − y(t)                     y: mean of the last `window` KLs, zero-filled
         dP   = kp · (σ(−e) − σ(−e_prev))

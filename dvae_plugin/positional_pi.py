@@ -1,4 +1,4 @@
-"""The positional PI controller of β: ControlVAE, and the DynamicVAE-P ablation (SPEC §4)."""
+"""The positional PI controller of β: ControlVAE, and the DynamicVAE-P ablation (docs/controllers.md)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from .arg_checks import real
 from .closed_loop_scheduler import ClosedLoopBetaScheduler
 from .setpoints import StepAnnealing
 
-W_PREV_INIT = 1.0  # SPEC §4: w_prev starts at 1 (ControlVAE's code), whatever beta_min is
+W_PREV_INIT = 1.0  # docs/controllers.md: w_prev starts at 1 (ControlVAE's code), whatever beta_min is
 
 
 @gin.configurable
 class PositionalPIBetaScheduler(ClosedLoopBetaScheduler):
-    """β(t) from the positional PI law of SPEC §4::
+    """β(t) from the positional PI law of docs/controllers.md::
 
         e     = C(t) − y(t)                    y: mean of the last `window` KLs, zero-filled
         P     = kp · σ(−e) + beta_min

@@ -1,4 +1,4 @@
-"""KL set points C(t) (SPEC §5): hybrid (step + ramp), step, and constant annealing.
+"""KL set points C(t) (docs/controllers.md): hybrid (step + ramp), step, and constant annealing.
 
 Each is a closed form of the step index t >= 1, so it holds no state and a
 resumed run needs nothing from it; ``state_dict`` / ``load_state_dict`` exist
@@ -50,7 +50,7 @@ class _StatelessSetpoint:
 
 @gin.configurable
 class HybridAnnealing(_StatelessSetpoint):
-    """DynamicVAE's hybrid annealing (SPEC §5, paper §3 and Fig. 7).
+    """DynamicVAE's hybrid annealing (docs/controllers.md, paper §3 and Fig. 7).
 
     C starts at ``start``; at every step t with ``t >= period`` and
     ``t % period < ramp`` it grows by ``step / ramp``; it never exceeds ``stop``.
@@ -88,7 +88,7 @@ class HybridAnnealing(_StatelessSetpoint):
 
 @gin.configurable
 class StepAnnealing(_StatelessSetpoint):
-    """Step annealing (SPEC §5; ControlVAE, DynamicVAE-step ablation).
+    """Step annealing (docs/controllers.md; ControlVAE, DynamicVAE-step ablation).
 
     C starts at ``start`` and grows by ``step`` at every t with ``t % period == 0``,
     capped at ``stop``.
@@ -108,7 +108,7 @@ class StepAnnealing(_StatelessSetpoint):
 
 @gin.configurable
 class ConstantSetpoint(_StatelessSetpoint):
-    """C(t) = ``value`` for every step (SPEC §5)."""
+    """C(t) = ``value`` for every step (docs/controllers.md)."""
 
     def __init__(self, value: float):
         self.constant = real(type(self).__name__, "value", value, ge=0)

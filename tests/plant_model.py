@@ -1,4 +1,4 @@
-"""The KL plant of SPEC §8, for closed-loop tests of the β schedulers.
+"""The KL plant of docs/stability.md, for closed-loop tests of the β schedulers.
 
     y(t) = y(t−1)/(1+a) + a/(1+a) · g(β(t)),   g(β) = amplitude·exp(−rate·β) + floor
 
@@ -36,7 +36,7 @@ class KLPlant:
         return y_prev / (1 + self.a) + self.a / (1 + self.a) * self.g(beta)
 
     def spectral_radius(self, kl: float, kp: float, ki: float) -> float:
-        """Of the loop's Jacobian at the equilibrium where y = C = kl (SPEC §8); < 1 is stable."""
+        """Of the loop's Jacobian at the equilibrium where y = C = kl (docs/stability.md); < 1 is stable."""
         a, g1 = self.a, self.g_prime(self.beta_for(kl))
         jacobian = np.array([[1.0, ki + kp / 4, -kp / 4],
                              [a * g1 / (1 + a), 1 / (1 + a), 0.0],

@@ -1,4 +1,4 @@
-"""The schedulers in closed loop with the KL plant of SPEC §8 (tests/plant_model.py).
+"""The schedulers in closed loop with the KL plant of docs/stability.md (tests/plant_model.py).
 
 Scaled down from the paper (period 6000 → 600, ramp 1000 → 100, a = 1/2500 → 1/10)
 so a run takes well under a second; the gains are the shipped defaults.
@@ -31,7 +31,7 @@ def dynamicvae_float_run():
 def test_the_scenario_needs_what_it_claims():
     assert PLANT.beta_for(C_MAX) < 1.0       # the top set point needs β < 1
     assert PLANT.g(10.0) < 0.5               # at β(0) the KL is below C(1): β must fall
-    assert PLANT.spectral_radius(C_MAX, kp=0.01, ki=0.005) < 1.0  # SPEC §8: the loop is stable there
+    assert PLANT.spectral_radius(C_MAX, kp=0.01, ki=0.005) < 1.0  # docs/stability.md: the loop is stable there
 
 
 def test_beta_falls_from_its_start_and_ends_below_one(dynamicvae_float_run):

@@ -1,4 +1,4 @@
-"""mig_score (SPEC §7 ``mig``) against disentanglement_lib's slow form."""
+"""mig_score (docs/metrics.md ``mig``) against disentanglement_lib's slow form."""
 
 import re
 

@@ -1,4 +1,4 @@
-"""mig_sampled_score (SPEC §7 ``mig_sampled``, Chen et al. 2018's estimator)."""
+"""mig_sampled_score (docs/metrics.md ``mig_sampled``, Chen et al. 2018's estimator)."""
 
 import math
 import re
@@ -64,7 +64,7 @@ def test_mixture_entropy_is_stable_where_densities_underflow():
     ((2, 3), 2, 0, True), ((3, 4, 2), 4, 1, True), ((5,), 3, 2, True), ((3, 4), 3, 3, False),
 ])
 def test_equals_reference_when_every_image_is_a_sample(sizes, num_latents, seed, balanced):
-    # Unbalanced factors tell frequency weights (SPEC: "averaged over values") from plain ones.
+    # Unbalanced factors tell frequency weights ("averaged over values") from plain ones.
     rng = np.random.default_rng(10 + seed)
     factors = np.tile(grid(sizes), (3, 1))
     if not balanced:

@@ -1,4 +1,4 @@
-"""rmig_score (SPEC §7 ``rmig``, Do & Tran 2020) against a per-sample dense form."""
+"""rmig_score (docs/metrics.md ``rmig``, Do & Tran 2020) against a per-sample dense form."""
 
 import math
 import re
@@ -30,7 +30,7 @@ def reference_posterior(mu, logvar, num_bins=100, lo=-4.0, hi=4.0):
 
 
 def reference_rmig(mu, logvar, factors, num_bins=100, lo=-4.0, hi=4.0):
-    """Loop over samples and latents for Q, then the joint, marginals and MI as in SPEC §7."""
+    """Loop over samples and latents for Q, then the joint, marginals and MI as in docs/metrics.md."""
     mu, logvar = mu.astype(np.float64), logvar.astype(np.float64)
     n, num_latents = mu.shape
     q = np.array([[reference_posterior(mu[x, i], logvar[x, i], num_bins, lo, hi) for i in range(num_latents)]

@@ -35,7 +35,7 @@ def test_architecture_shapes_and_cost():
     assert dec(mu).shape == (3, 1, 64, 64)
     assert Decoder(3, 16)(torch.zeros(2, 16)).shape == (2, 3, 64, 64)
     macs = count_macs(enc, torch.zeros(1, 1, 64, 64)) + count_macs(dec, torch.zeros(1, 10))
-    assert 15.5e6 < macs < 17.0e6  # SPEC §2: about 16.3 M multiply-adds per image
+    assert 15.5e6 < macs < 17.0e6  # docs/objective.md: about 16.3 M multiply-adds per image
 
 
 def _fan_in(weight: torch.Tensor) -> int:

@@ -1,4 +1,4 @@
-"""DynamicVAE's incremental PI β scheduler (SPEC §3), and the machinery both PI
+"""DynamicVAE's incremental PI β scheduler (docs/controllers.md), and the machinery both PI
 schedulers share: float and tensor paths, checkpoints, set-point resolution, gin."""
 
 import io
@@ -32,7 +32,7 @@ def random_kls(n: int, seed: int, high: float = 3.0) -> list[float]:
     return [rng.uniform(0.0, high) for _ in range(n)]
 
 
-# -- SPEC §3 by hand ------------------------------------------------------------
+# -- docs/controllers.md by hand ------------------------------------------------------------
 
 def test_first_steps_by_hand():
     # Kp 0.5, Ki 0.2, β_init 0.3, β_min 0.1, window 3, C = 1; σ(−e) = 1/(1+e^e).
@@ -76,10 +76,10 @@ def test_first_step_with_paper_defaults():
     assert s.step(0.3) < 150.0
 
 
-# -- SPEC §3 + §5 independently re-implemented -----------------------------------
+# -- docs/controllers.md + §5 independently re-implemented -----------------------------------
 
 def reference_pi(kls, *, kp, ki, beta_init, beta_min, window, start, stop, step, period, ramp):
-    """SPEC §3 with §5's hybrid C as a plain loop: the whole KL history in a list,
+    """docs/controllers.md with §5's hybrid C as a plain loop: the whole KL history in a list,
     C accumulated step by step. Returns the β sequence and how often each branch ran."""
     history, c, beta_prev, e_prev = [], start, beta_init, 0.0
     betas, branches = [], {"anti_windup": 0, "integrating": 0, "clamped": 0}

@@ -1,4 +1,4 @@
-"""The positional PI β scheduler of ControlVAE / DynamicVAE-P (SPEC §4).
+"""The positional PI β scheduler of ControlVAE / DynamicVAE-P (docs/controllers.md).
 
 The float/tensor, checkpoint and sync-free tests of the machinery it shares
 with PIBetaScheduler run for both classes in test_pi_scheduler.py.
@@ -52,7 +52,7 @@ def test_first_step_with_controlvae_defaults():
 
 
 def test_anti_windup_latches_once_the_integral_is_below_minus_kp():
-    # A consequence of SPEC §4 as written (not of ControlVAE's code, which freezes on w < 0):
+    # A consequence of docs/controllers.md as written (not of ControlVAE's code, which freezes on w < 0):
     # with w_prev < β_min the integral is frozen, and if I <= −kp then w = kp·σ(−e) + β_min + I
     # < β_min whatever e is, so it stays frozen and β stays at β_min even for KL far above C.
     s = PositionalPIBetaScheduler(kp=0.01, ki=0.01, beta_min=1.0, window=1, setpoint=ConstantSetpoint(5.0))
@@ -64,7 +64,7 @@ def test_anti_windup_latches_once_the_integral_is_below_minus_kp():
 
 
 def reference_positional_pi(kls, *, kp, ki, beta_min, window, start, stop, step, period):
-    """SPEC §4 with §5's step set point as a plain loop: a list of all KLs, C accumulated."""
+    """docs/controllers.md with §5's step set point as a plain loop: a list of all KLs, C accumulated."""
     history, c, integral, w_prev = [], start, 0.0, 1.0
     betas, branches = [], {"frozen": 0, "integrating": 0, "clamped": 0}
     for t, kl in enumerate(kls, start=1):

@@ -1,4 +1,4 @@
-"""KL set points (SPEC §5): hybrid (step + ramp), step, constant."""
+"""KL set points (docs/controllers.md): hybrid (step + ramp), step, constant."""
 
 from decimal import Decimal
 
@@ -48,7 +48,7 @@ def test_hybrid_cap_reached_mid_ramp_then_held():
 
 
 def test_hybrid_default_first_reaches_stop_exactly_where_decimal_accumulation_does():
-    # Independent: walk t = 1, 2, ... and accumulate C exactly (Decimal), as SPEC §5 words it.
+    # Independent: walk t = 1, 2, ... and accumulate C exactly (Decimal), as docs/controllers.md words it.
     step_inc, stop = Decimal("0.15") / 1000, Decimal("20")
     c, t, sampled = Decimal("0.5"), 0, {}
     while c < stop:

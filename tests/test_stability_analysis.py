@@ -1,4 +1,4 @@
-"""Stability analysis (paper Theorem 3.1, SPEC §8): exact test vs eigenvalues vs Eq. 19."""
+"""Stability analysis (paper Theorem 3.1, docs/stability.md): exact test vs eigenvalues vs Eq. 19."""
 
 import json
 import math

@@ -1,4 +1,4 @@
-"""The harness's built-in baselines (SPEC §6), registered as an ordinary plugin."""
+"""The harness's built-in baselines (docs/baselines.md), registered as an ordinary plugin."""
 
 from ..hookspecs import hookimpl
 from ..schedulers import ConstantBeta

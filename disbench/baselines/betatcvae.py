@@ -1,4 +1,4 @@
-"""β-TCVAE (Chen et al. 2018, "Isolating sources of disentanglement in VAEs"), SPEC §6.
+"""β-TCVAE (Chen et al. 2018, "Isolating sources of disentanglement in VAEs"), docs/baselines.md.
 
     loss = recon + KL + (β − 1) · TC
 

@@ -1,5 +1,5 @@
 """β-VAE_B: capacity annealing (Burgess et al. 2018, "Understanding
-disentangling in β-VAE"), SPEC §6.
+disentangling in β-VAE"), docs/baselines.md.
 
     loss = recon + γ · |KL − C(t)|,   C(t) = min(C_max, C_max · t / C_stop)
 

@@ -1,4 +1,4 @@
-"""FactorVAE (Kim & Mnih 2018, "Disentangling by factorising"), SPEC §6.
+"""FactorVAE (Kim & Mnih 2018, "Disentangling by factorising"), docs/baselines.md.
 
     VAE loss = recon + KL + γ · mean(D(z)[:, 0] − D(z)[:, 1])
 

@@ -24,7 +24,7 @@ class ImageDataset:
     ``source`` says where the data came from (a file path and its size or
     checksum, or how it was generated); it is written into every result.
     ``likelihood`` names the decoder the images call for: ``"bernoulli"`` for
-    binary images, ``"gaussian"`` for grey/RGB ones (SPEC §1).
+    binary images, ``"gaussian"`` for grey/RGB ones (docs/objective.md).
     """
 
     name: str

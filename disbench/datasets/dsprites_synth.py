@@ -1,7 +1,7 @@
 """``dsprites_synth``: dSprites generated here, no file needed.
 
 Same factor grid, factor values and index order as the official
-``dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz`` (SPEC §9): shape 3 (square,
+``dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz`` (docs/datasets.md): shape 3 (square,
 ellipse, heart), scale linspace(0.5, 1, 6), orientation linspace(0, 2π, 40),
 pos_x and pos_y linspace(0, 1, 32); 737,280 binary 64×64 images,
 index = 245760·shape + 40960·scale + 1024·orientation + 32·pos_x + pos_y.

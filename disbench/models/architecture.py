@@ -1,4 +1,4 @@
-"""The shared conv64 encoder and decoder of SPEC §2 (paper Table 3/4)."""
+"""The shared conv64 encoder and decoder of docs/objective.md (paper Table 3/4)."""
 
 from __future__ import annotations
 

@@ -45,7 +45,7 @@ class Terms:
 
 
 class VAEModel(nn.Module):
-    """Conv64 VAE with the objective ``recon + β(t) · KL`` (SPEC §1).
+    """Conv64 VAE with the objective ``recon + β(t) · KL`` (docs/objective.md).
 
     ``scheduler`` chooses β(t): None for the model's default
     (:meth:`default_scheduler`), a registered scheduler name, a scheduler

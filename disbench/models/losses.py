@@ -1,4 +1,4 @@
-"""Loss terms of SPEC §1: sums over pixels / latents, means over the batch."""
+"""Loss terms of docs/objective.md: sums over pixels / latents, means over the batch."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""MIG-family disentanglement metrics for disbench (SPEC §7).
+"""MIG-family disentanglement metrics for disbench (docs/metrics.md).
 
 * :func:`mig_score` — MIG, disentanglement_lib's histogram form (``mig``);
 * :func:`mig_sampled_score` — MIG, Chen et al. 2018's sampled form (``mig_sampled``);

@@ -1,4 +1,4 @@
-"""The steps every MIG-family metric shares (SPEC §7).
+"""The steps every MIG-family metric shares (docs/metrics.md).
 
 * :func:`mutual_information` — discrete mutual information, in nats, from a
   joint table of (latent bin, factor value) counts or probabilities;
@@ -65,7 +65,7 @@ def factor_entropies(factors: np.ndarray, factor_names: Sequence[str] | None = N
     """Empirical entropy H(y_k) in nats of each factor column of ``factors`` (N, K).
 
     A factor that takes one value in the sample has H = 0 and its MIG would be
-    0/0: that is an error naming the factor (SPEC §7), not a NaN.
+    0/0: that is an error naming the factor (docs/metrics.md), not a NaN.
     """
     entropy = np.array([entropy_of_counts(np.bincount(dense_labels(factors[:, k])[0]))
                         for k in range(factors.shape[1])])

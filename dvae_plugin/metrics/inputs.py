@@ -1,4 +1,4 @@
-"""Input checks shared by the MIG-family metrics (SPEC §7).
+"""Input checks shared by the MIG-family metrics (docs/metrics.md).
 
 Every check raises :class:`disbench.errors.DisbenchError` with a message that
 says what was wrong, so the CLI can print it as one line.

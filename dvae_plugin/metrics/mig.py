@@ -1,4 +1,4 @@
-"""MIG, disentanglement_lib's histogram form (SPEC §7, metric ``mig``).
+"""MIG, disentanglement_lib's histogram form (docs/metrics.md, metric ``mig``).
 
 Chen et al. 2018, "Isolating Sources of Disentanglement in Variational
 Autoencoders", as computed by Locatello et al. 2019's disentanglement_lib

@@ -1,4 +1,4 @@
-"""MIG, the sampled form of Chen et al. 2018 (SPEC §7, metric ``mig_sampled``).
+"""MIG, the sampled form of Chen et al. 2018 (docs/metrics.md, metric ``mig_sampled``).
 
 Chen, Li, Grosse & Duvenaud, "Isolating Sources of Disentanglement in
 Variational Autoencoders" (NeurIPS 2018), as their released code computes it

@@ -1,4 +1,4 @@
-"""The registered metrics ``mig``, ``mig_sampled`` and ``rmig`` (SPEC §7).
+"""The registered metrics ``mig``, ``mig_sampled`` and ``rmig`` (docs/metrics.md).
 
 Each is a gin-configurable class (gin names ``MIG``, ``MIGSampled``, ``RMIG``,
 also reachable as ``dvae_plugin.metrics.MIG`` etc.) whose instances are called
@@ -90,7 +90,7 @@ def _device(device, representation):
 
 @gin.configurable("MIG", module=_GIN_MODULE)
 class MIG(_GapMetric):
-    """MIG in disentanglement_lib's histogram form (SPEC §7 ``mig``).
+    """MIG in disentanglement_lib's histogram form (docs/metrics.md ``mig``).
 
     ``num_train`` images with factors drawn uniformly per factor
     (``dataset.sample_indices`` with ``np.random.default_rng(seed)``); code =
@@ -114,7 +114,7 @@ class MIG(_GapMetric):
 
 @gin.configurable("RMIG", module=_GIN_MODULE)
 class RMIG(_GapMetric):
-    """Robust MIG of Do & Tran 2020 (SPEC §7 ``rmig``), the paper's headline metric.
+    """Robust MIG of Do & Tran 2020 (docs/metrics.md ``rmig``), the paper's headline metric.
 
     Whole dataset by default; ``num_samples`` subsamples without replacement
     with ``seed``. ``device`` defaults to the representation's device.
@@ -144,7 +144,7 @@ class RMIG(_GapMetric):
 
 @gin.configurable("MIGSampled", module=_GIN_MODULE)
 class MIGSampled(_GapMetric):
-    """MIG in Chen et al.'s sampled form (SPEC §7 ``mig_sampled``), as the authors' code reports.
+    """MIG in Chen et al.'s sampled form (docs/metrics.md ``mig_sampled``), as the authors' code reports.
 
     Whole dataset by default (``num_samples`` subsamples); entropies estimated
     from ``num_entropy_samples`` samples; ``seed`` draws the subsample, the

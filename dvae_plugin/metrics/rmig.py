@@ -1,4 +1,4 @@
-"""RMIG, the robust MIG of Do & Tran 2020 (SPEC §7, metric ``rmig``).
+"""RMIG, the robust MIG of Do & Tran 2020 (docs/metrics.md, metric ``rmig``).
 
 Do & Tran, "Theory and Evaluation Metrics for Learning Disentangled
 Representations" (ICLR 2020): the stochastic encoder q(z_i|x) is quantised
@@ -36,7 +36,7 @@ from .inputs import (LOGVAR_LIMIT, check_codes, check_factors, check_num_bins, c
 from .information import dense_labels, factor_entropies, gap_result, mutual_information
 from .parallel import map_in_order
 
-ONE_HOT_BELOW = 1e-5  # SPEC §7: fall back to one-hot when max_s N(c_s; μ, σ)·w is below this
+ONE_HOT_BELOW = 1e-5  # docs/metrics.md: fall back to one-hot when max_s N(c_s; μ, σ)·w is below this
 
 
 def bin_edges(num_bins: int, value_range: tuple[float, float]) -> np.ndarray:

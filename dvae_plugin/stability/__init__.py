@@ -2,7 +2,7 @@
 
 * :func:`analyze` — eigenvalues / spectral radius of the linearised loop (the authority),
   an exact Routh–Hurwitz verdict, and the paper's Eq. 19 conditions (sufficient, not
-  necessary: SPEC §8).
+  necessary: docs/stability.md).
 * :func:`identify` — a and g(β) = A·exp(-b·β) from logged runs (appendix C.1).
 * :func:`plot_region` — the stable region in the (Kp, Ki) plane.
 * :mod:`.cli` — the ``disbench stability`` command (``add_parser``).

@@ -1,7 +1,7 @@
 """Local stability of DynamicVAE's PI-controlled KL loop (paper §3.1, Theorem 3.1, app. C).
 
-Plant (paper Eq. 13-14, SPEC §8): ``y(t) = y(t-1)/(1+a) + a/(1+a)·g(β(t))`` with
-``g' < 0``; controller: the incremental PI of SPEC §3 (the positional PI of SPEC §4 is
+Plant (paper Eq. 13-14, docs/stability.md): ``y(t) = y(t-1)/(1+a) + a/(1+a)·g(β(t))`` with
+``g' < 0``; controller: the incremental PI of docs/controllers.md (the positional PI of docs/controllers.md is
 the same difference equation away from clamping, so the same analysis covers it).
 Linearised at the equilibrium (β*, C, C) the state ``(β, y(t-1), y(t-2))`` evolves by
 
@@ -31,7 +31,7 @@ Routh–Hurwitz for a cubic: all roots in Re ξ < 0 iff b0..b3 > 0 and b1·b2 > 
 
 The paper's Eq. 19 has ``8·Ki`` where this has ``4·Ki``. As g' < 0 the paper's quadratic is
 the exact one minus ``8·Ki·(1+a)·|g'|``, so its conditions imply stability but not
-conversely: **sufficient, not necessary** (SPEC §8). Example (dSprites plant of Table 5,
+conversely: **sufficient, not necessary** (docs/stability.md). Example (dSprites plant of Table 5,
 a = 1/2500, g' = -3.2): Kp = 0.01, Ki = 0.2 is stable (spectral radius ≈ 1 - 7.4e-5)
 while the paper's quadratic is ≈ -2.18 < 0 (:data:`PAPER_COUNTEREXAMPLE`).
 """
@@ -59,7 +59,7 @@ def validate_loop(kp: float, ki: float, a: float, g_prime: float) -> None:
         if not math.isfinite(value):
             raise DisbenchError(f"{name} must be a finite number, got {value}")
     if ki <= 0:
-        raise DisbenchError(f"Ki must be > 0 (this project's sign convention, SPEC §3: "
+        raise DisbenchError(f"Ki must be > 0 (this project's sign convention, docs/controllers.md: "
                             f"dI = -Ki·e), got Ki = {ki}")
     if kp < 0:
         raise DisbenchError(f"Kp must be >= 0, got Kp = {kp}")
@@ -71,7 +71,7 @@ def validate_loop(kp: float, ki: float, a: float, g_prime: float) -> None:
 
 
 def jacobian(kp, ki, a, g_prime) -> np.ndarray:
-    """A at the equilibrium (SPEC §8); broadcasts, returning shape ``(..., 3, 3)``."""
+    """A at the equilibrium (docs/stability.md); broadcasts, returning shape ``(..., 3, 3)``."""
     kp, ki, a, g = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (kp, ki, a, g_prime)))
     out = np.zeros(kp.shape + (3, 3))
     out[..., 0, 0] = 1.0
@@ -230,7 +230,7 @@ def _disagreement(stable: bool, exact: bool, paper: bool, conditions) -> str | N
         failed = ", ".join(c.text for c in conditions if not c.holds)
         if exact:
             notes.append(f"the paper's Eq. 19 calls this loop unstable ({failed} fails), but it "
-                         "is stable: Eq. 19 is sufficient, not necessary (SPEC §8)")
+                         "is stable: Eq. 19 is sufficient, not necessary (docs/stability.md)")
         else:  # never seen on random draws; kept so a regression would be reported, not hidden
             notes.append("the paper's Eq. 19 holds, but the loop is unstable")
     if exact != stable:  # only within rounding of the boundary

@@ -40,7 +40,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     mode.add_argument("--region", action="store_true",
                       help="draw the stable region in the (Kp, Ki) plane to a PNG")
     p.add_argument("--kp", type=float, help="proportional gain Kp >= 0")
-    p.add_argument("--ki", type=float, help="integral gain Ki > 0 (SPEC §3 sign convention)")
+    p.add_argument("--ki", type=float, help="integral gain Ki > 0 (docs/controllers.md sign convention)")
     p.add_argument("--a", type=float, help="plant rate a > 0 (paper Eq. 13)")
     p.add_argument("--g-prime", type=float, dest="g_prime", help="g'(β*) < 0 (paper Eq. 13)")
     p.add_argument("--beta-star", type=float, dest="beta_star",

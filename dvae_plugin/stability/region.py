@@ -2,7 +2,7 @@
 
 The exact boundary is the spectral-radius-1 contour of A over a log-spaced grid (one
 batched ``eigvals``); the paper's is where its Eq. 19 stops holding. The band between
-them is stable although Eq. 19 says otherwise (SPEC §8: sufficient, not necessary).
+them is stable although Eq. 19 says otherwise (docs/stability.md: sufficient, not necessary).
 """
 
 from __future__ import annotations

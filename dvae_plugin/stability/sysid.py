@@ -1,4 +1,4 @@
-"""System identification of the KL plant from logged runs (paper appendix C.1, SPEC §8).
+"""System identification of the KL plant from logged runs (paper appendix C.1, docs/stability.md).
 
 * ``a`` from an open-loop (constant-β) run: the plant ``y(t) - y(t-1) + a·y(t) = a·C0``
   from ``y(0) = 0`` rises as ``C0·(1 - exp(-a·t))`` (paper Eq. 32-33), so ``a ≈ 1/t*`` where
