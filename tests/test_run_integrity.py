@@ -152,10 +152,10 @@ def test_resume_remembers_no_eval_and_says_where_it_starts(toy_host, capsys):
     capsys.readouterr()
     assert load("run")["status"] == "interrupted" and load("run")["steps"] == 20
     assert main(["train", "--resume", "--out", "run", "--device", "cpu", "--no-progress",
-                 "--gin_param", "InterruptedVAE.interrupt_at = 0"]) == 2  # still refused: another config
+                 "--gin_param", "InterruptedVAE.at = 0"]) == 2  # still refused: another config
     capsys.readouterr()
     config = Path("run/config.gin")
-    config.write_text(config.read_text() + "\nInterruptedVAE.interrupt_at = 0\n")  # let it finish
+    config.write_text(config.read_text() + "\nInterruptedVAE.at = 0\n")  # let it finish
     assert main(["train", "--resume", "--out", "run", "--device", "cpu", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "resuming run from step 20 of 30" in out and "metrics:" not in out
@@ -307,3 +307,19 @@ def test_garbage_npz_is_described_without_unsafe_advice(tmp_path, capsys, toy_ho
     assert main(["data", "prepare", "dsprites", "--data-root", str(tmp_path / "data")]) == 2
     err = one_line_error(capsys, "neither an npz archive nor a .npy array")
     assert "allow_pickle" not in err
+
+
+# -- 9. one way to build a run -----------------------------------------------------------
+
+def test_train_then_evaluate_builds_the_dataset_once_and_compare_plans_without_it(toy_host):
+    from tests import toy_plugin
+
+    toy_plugin.BUILDS["toy_squares"] = 0
+    assert main(train_args("run")) == 0  # checks, training and the evaluation after it
+    assert toy_plugin.BUILDS["toy_squares"] == 1 and "toy_metric" in load("run")["metrics"]
+    assert main(["compare", "--models", "vae", "--seeds", "1", "--protocol", TOY_PROTOCOL, "--out", "cmp",
+                 "--no-figures", "--device", "cpu", "--no-progress"]) == 0
+    toy_plugin.BUILDS["toy_squares"] = 0
+    assert main(["compare", "--models", "vae", "--seeds", "1", "--protocol", TOY_PROTOCOL, "--out", "cmp",
+                 "--no-figures", "--device", "cpu", "--no-progress"]) == 0
+    assert toy_plugin.BUILDS["toy_squares"] == 0  # nothing to do: planning reads metadata only

@@ -124,7 +124,7 @@ def test_killed_process_resumes_bit_identical(tmp_path):
 
 def test_nan_loss_stops_run_and_keeps_last_good_checkpoint(toy_host, capsys):
     args = ["train", "--model", "toy_diverging", "--protocol", TOY_PROTOCOL, "--out", "nan", "--device", "cpu",
-            "--no-progress", "--gin_param", "DivergingVAE.diverge_at = 14"]
+            "--no-progress", "--gin_param", "DivergingVAE.at = 14"]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "non-finite" in err and "Traceback" not in err

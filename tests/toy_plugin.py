@@ -7,7 +7,7 @@ import gin
 import numpy as np
 import torch
 
-from disbench.data import FactorGridDataset, ImageDataset
+from disbench.data import DatasetInfo, FactorGridDataset, ImageDataset
 from disbench.hookspecs import hookimpl
 from disbench.metrics import require_factors
 from disbench.models import VAEModel
@@ -28,8 +28,15 @@ def toy_images(sizes=TOY_FACTORS) -> torch.Tensor:
     return torch.from_numpy(images.reshape(-1, 1, 64, 64))
 
 
-@gin.configurable("toy_squares")
-def toy_squares(data_root=None):
+BUILDS = {"toy_squares": 0}  # how often the images were built (tests count them)
+
+
+@gin.configurable("toy_squares", denylist=["metadata_only"])
+def toy_squares(data_root=None, metadata_only=False):
+    if metadata_only:
+        return DatasetInfo("toy_squares", int(np.prod(list(TOY_FACTORS.values()))), (1, 64, 64), "bernoulli",
+                           tuple(TOY_FACTORS), tuple(TOY_FACTORS.values()))
+    BUILDS["toy_squares"] += 1
     return FactorGridDataset(
         name="toy_squares", images=toy_images(), source="generated: tests/toy_plugin.py",
         factor_names=tuple(TOY_FACTORS), factor_sizes=tuple(TOY_FACTORS.values()),
@@ -60,47 +67,52 @@ class ToyMetric:
         return {"score": float(np.mean(list(per.values()))), "per_factor": per, "num_samples": self.num_samples}
 
 
-@gin.configurable
-class DivergingVAE(VAEModel):
-    """A VAE whose loss turns NaN from step ``diverge_at`` on (tests the NaN guard)."""
+class MisbehavingVAE(VAEModel):
+    """A VAE that misbehaves from training step ``at`` on (each subclass its own way)."""
 
-    def __init__(self, diverge_at: int = 5, scheduler=None, **arch):
-        self.diverge_at = diverge_at
+    def __init__(self, at: int, scheduler=None, **arch):
+        self.at = at
         super().__init__(scheduler=scheduler, **arch)
+
+
+@gin.configurable
+class DivergingVAE(MisbehavingVAE):
+    """Its loss turns NaN from step ``at`` on (tests the NaN guard)."""
+
+    def __init__(self, at: int = 5, **kwargs):
+        super().__init__(at, **kwargs)
 
     def loss(self, terms, beta, step):
         loss, extras = super().loss(terms, beta, step)
-        if step >= self.diverge_at:
+        if step >= self.at:
             loss = loss * float("nan")
         return loss, extras
 
 
 @gin.configurable
-class CorruptingVAE(VAEModel):
-    """A VAE whose weights turn NaN after the optimizer step of ``corrupt_at``,
-    while that step's logged loss is still finite (tests the parameter check)."""
+class CorruptingVAE(MisbehavingVAE):
+    """Its weights turn NaN after the optimizer step ``at``, while that step's logged
+    loss is still finite (tests the parameter check before a checkpoint)."""
 
-    def __init__(self, corrupt_at: int = 20, scheduler=None, **arch):
-        self.corrupt_at = corrupt_at
-        super().__init__(scheduler=scheduler, **arch)
+    def __init__(self, at: int = 20, **kwargs):
+        super().__init__(at, **kwargs)
 
     def auxiliary_step(self, terms, next_batch, step):
-        if step == self.corrupt_at:
+        if step == self.at:
             with torch.no_grad():
-                self.decoder.parameters().__next__().view(-1)[0] = float("nan")
+                next(self.decoder.parameters()).view(-1)[0] = float("nan")
         return {}
 
 
 @gin.configurable
-class InterruptedVAE(VAEModel):
-    """A VAE whose training is interrupted (Ctrl-C) at step ``interrupt_at``."""
+class InterruptedVAE(MisbehavingVAE):
+    """Its training is interrupted (as by Ctrl-C) at step ``at``."""
 
-    def __init__(self, interrupt_at: int = 25, scheduler=None, **arch):
-        self.interrupt_at = interrupt_at
-        super().__init__(scheduler=scheduler, **arch)
+    def __init__(self, at: int = 25, **kwargs):
+        super().__init__(at, **kwargs)
 
     def auxiliary_step(self, terms, next_batch, step):
-        if step == self.interrupt_at:
+        if step == self.at:
             raise KeyboardInterrupt
         return {}
 
