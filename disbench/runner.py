@@ -102,7 +102,8 @@ def check_same_config(run_dir: Path, sources: ConfigSources | None, model: str |
         sources = replace(sources, gin_files=[str(config_path), *sources.gin_files])
     parse_sources(sources, model=chosen)
     requested = current_bindings()
-    differ = [k for k in sorted(set(saved) | set(requested))
+    run_level_first = lambda key: (key.split(".")[0] not in ("Run", "Protocol"), key)  # noqa: E731
+    differ = [k for k in sorted(set(saved) | set(requested), key=run_level_first)
               if saved.get(k) != requested.get(k) and k not in CHANGEABLE_ON_RESUME]
     if differ:
         shown = "; ".join(f"{k}: {saved.get(k, 'unset')} -> {requested.get(k, 'unset')}" for k in differ[:4])
