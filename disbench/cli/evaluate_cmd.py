@@ -13,7 +13,11 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("evaluate", help="evaluate metrics on a trained run",
                               description="Encode the run's dataset and merge metric results into results.json.")
     p.add_argument("run_dir", help="a run directory written by `disbench train`")
-    p.add_argument("--metrics", help="comma-separated metric names (default: the protocol's)")
+    p.add_argument("--metrics", help="comma-separated metric names (default: the protocol's); "
+                                      "NAME@sampled scores NAME on the sampled representation")
+    p.add_argument("--representation", default=None,
+                   help="mean, sampled or mean,sampled: score every metric on the encoder mean and/or one "
+                        "sample z ~ q(z|x) per image (default: mean); sampled results are stored as NAME@sampled")
     add_device_option(p)
     add_progress_option(p)
     p.set_defaults(func=run_evaluate)
@@ -21,10 +25,12 @@ def add_parser(subparsers) -> None:
 
 def run_evaluate(args) -> int:
     from ..evaluation import evaluate_run
+    from ..metrics import parse_representations
 
     metrics = option_list(args.metrics, "--metrics", "metric names")
+    representations = parse_representations(args.representation) if args.representation is not None else None
     results = evaluate_run(Path(args.run_dir), metrics, device=resolve_device(args.device),
-                           progress=False if args.no_progress else None)
+                           progress=False if args.no_progress else None, representations=representations)
     print("metrics:\n" + format_metrics(results["metrics"]))
     print(f"results: {Path(args.run_dir) / RESULTS_NAME}")
     return 0
