@@ -28,7 +28,8 @@ from .registry import Registry
 
 ENTRY_POINT_GROUP = "disbench"
 DISABLE_ENV = "DISBENCH_DISABLE_PLUGINS"
-BUILTIN_PLUGINS = {"disbench.baselines": "disbench.baselines", "disbench.datasets": "disbench.datasets.plugin"}
+BUILTIN_PLUGINS = {"disbench.baselines": "disbench.baselines", "disbench.datasets": "disbench.datasets.plugin",
+                   "disbench.standard_metrics": "disbench.standard_metrics.plugin"}
 
 # registry kind -> the hook that fills it
 REGISTRY_HOOKS = {
