@@ -1,7 +1,10 @@
 """Read a comparison's runs back and summarise each model over its seeds.
 
 Only complete runs are averaged; failed and unfinished ones are counted and
-listed, never silently dropped. Statistics are the mean and the sample
+listed, never silently dropped. A metric's columns are the factors of its
+``per_factor``, then its named ``scores`` in alphabetical order (column
+``score:NAME``), then ``score``; metrics are keyed as stored, so ``dci`` (mean representation) and
+``dci@sampled`` are two tables. Statistics are the mean and the sample
 standard deviation (ddof = 1) over seeds; with one complete seed the std is
 None (shown as "—"). Runs trained under different protocol fingerprints are
 refused: their numbers are not comparable.
@@ -15,10 +18,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DisbenchError
+from ..metrics import parse_metric_name
 from .plan import RUNS_FOLDER, read_status, run_dir_for
 
 FINAL_KEYS = ("recon", "kl", "beta")
 SCORE = "score"
+NAMED_SCORE = "score:"  # column of a metric's named score: "score:completeness"
+
+
+def column_value(result: dict, column: str):
+    """One table cell's value of one run's metric result (None when absent)."""
+    if column == SCORE:
+        return result.get(SCORE)
+    if column.startswith(NAMED_SCORE):
+        return (result.get("scores") or {}).get(column[len(NAMED_SCORE):])
+    return (result.get("per_factor") or {}).get(column)
+
+
+@dataclass(frozen=True)
+class MetricLabel:
+    """What a metric table shows: the metric, its representation, and what its
+    score and factor columns are (from the results, when the metric says)."""
+
+    metric: str
+    representation: str
+    score_name: str = ""
+    per_factor_name: str = ""
 
 
 @dataclass
@@ -81,10 +106,11 @@ class Comparison:
     seeds: list[int]
     fingerprint: str | None
     metric_names: list[str]
-    columns: dict[str, list[str]]  # metric -> factor names in dataset order, then "score"
+    columns: dict[str, list[str]]  # metric -> factor names in dataset order, named scores, then "score"
     summaries: dict[str, ModelSummary]
     protocol: dict | None = None   # the protocol settings of the runs
     dataset: dict | None = None    # what the runs recorded about their data
+    labels: dict[str, MetricLabel] = field(default_factory=dict)  # metric -> what its table shows
 
     @property
     def records(self) -> list[RunRecord]:
@@ -131,14 +157,16 @@ def aggregate(compare_dir: Path, models: list[str], seeds: list[int], metric_ord
     first = described[0].results if described else {}
 
     found = {m for r in complete for m in (r.results.get("metrics") or {})}
-    metric_names = [m for m in metric_order if m in found] + sorted(found - set(metric_order))
+    metric_names = _beside_their_mean([m for m in metric_order if m in found] + sorted(found - set(metric_order)))
     factor_order = list((first.get("dataset") or {}).get("factor_names") or [])
-    columns = {}
+    columns, labels = {}, {}
     for metric in metric_names:
-        parts = [((r.results.get("metrics") or {}).get(metric) or {}).get("per_factor") or {} for r in complete]
-        factors = {f for per_factor in parts for f in per_factor}
+        found_results = [res for r in complete if (res := (r.results.get("metrics") or {}).get(metric))]
+        factors = {f for res in found_results for f in (res.get("per_factor") or {})}
         ordered = [f for f in factor_order if f in factors] + sorted(factors - set(factor_order))
-        columns[metric] = ordered + [SCORE]
+        named = sorted({n for res in found_results for n in (res.get("scores") or {})})  # results.json sorts keys
+        columns[metric] = ordered + [NAMED_SCORE + n for n in named] + [SCORE]
+        labels[metric] = _label(metric, found_results)
 
     summaries = {}
     for model in models:
@@ -148,12 +176,33 @@ def aggregate(compare_dir: Path, models: list[str], seeds: list[int], metric_ord
         for metric in metric_names:
             results = [(r.results.get("metrics") or {}).get(metric) for r in done]
             results = [res for res in results if res]
-            summary.metrics[metric] = {
-                col: stat([res.get(SCORE) if col == SCORE else (res.get("per_factor") or {}).get(col)
-                           for res in results])
-                for col in columns[metric]
-            }
+            summary.metrics[metric] = {col: stat([column_value(res, col) for res in results])
+                                       for col in columns[metric]}
         summary.final = {k: stat([(r.results.get("final") or {}).get(k) for r in done]) for k in FINAL_KEYS}
         summaries[model] = summary
     return Comparison(compare_dir, list(models), list(seeds), fp, metric_names, columns, summaries,
-                      protocol=first.get("protocol"), dataset=first.get("dataset"))
+                      protocol=first.get("protocol"), dataset=first.get("dataset"), labels=labels)
+
+
+def _base_and_kind(metric: str) -> tuple[str, str]:
+    try:
+        return parse_metric_name(metric)
+    except DisbenchError:  # a key this version cannot parse: show it as it is
+        return metric, "mean"
+
+
+def _beside_their_mean(names: list[str]) -> list[str]:
+    """``names`` with each metric's representations together, in the order its
+    first one came: [dci, sap, dci@sampled] -> [dci, dci@sampled, sap]."""
+    bases = list(dict.fromkeys(_base_and_kind(n)[0] for n in names))
+    return sorted(names, key=lambda n: bases.index(_base_and_kind(n)[0]))
+
+
+def _label(metric: str, results: list[dict]) -> MetricLabel:
+    """The metric's name and representation from its key (``dci@sampled``; a
+    result saved before representations existed is ``mean``), and the names of
+    its score and factor columns from the first result that gives them."""
+    base, representation = _base_and_kind(metric)
+    score_name = next((res["score_name"] for res in results if res.get("score_name")), "")
+    per_factor_name = next((res["per_factor_name"] for res in results if res.get("per_factor_name")), "")
+    return MetricLabel(base, representation, score_name, per_factor_name)

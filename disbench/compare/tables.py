@@ -1,8 +1,12 @@
 """table.md (the layout of the paper's Table 1) and table.csv of a comparison.
 
-table.md: one table per metric — rows are models, columns the dataset's
-factors, then the score (the metric's name in capitals, e.g. RMIG) — and a
-table of the final reconstruction loss, KL and β. Factor columns follow the
+table.md: one table per metric and representation, headed with both
+(``## DCI (mean representation)``, ``## DCI (sampled representation)``) —
+rows are models, columns the dataset's factors, then the metric's named
+scores (DCI's completeness and informativeness, say), then the score (the
+metric's name in capitals, e.g. RMIG); below a table, when the metric says,
+what its score and its factor columns are — and a table of the final
+reconstruction loss, KL and β. Factor columns follow the
 display order the dataset declares, which the runs record in results.json
 under ``dataset.factor_display_order`` (dSprites and dsprites_synth declare
 the paper's: pos. x, pos. y, shape, scale, orientation); without one, the
@@ -12,9 +16,11 @@ runs (of all requested seeds); runs not averaged are listed with their status
 and error below the tables.
 
 table.csv (long format): one row per model × table × column with
-``model, metric, column, mean, std, n, failed, seeds``: ``metric`` is the
-metric's name or ``final`` (columns recon, kl, beta); ``column`` is the
-factor's name as the dataset gives it, or ``score``; ``std`` is empty with
+``model, metric, representation, column, mean, std, n, failed, seeds``:
+``metric`` is the metric's name (``dci``, also for ``dci@sampled``) or
+``final`` (columns recon, kl, beta; no representation); ``representation``
+is ``mean`` or ``sampled``; ``column`` is the factor's name as the dataset
+gives it, ``score:NAME`` for a named score, or ``score``; ``std`` is empty with
 fewer than two complete seeds, ``mean`` with none.
 """
 
@@ -26,7 +32,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..io import atomic_write_text
-from .aggregate import FINAL_KEYS, SCORE, Comparison, Stat
+from .aggregate import FINAL_KEYS, NAMED_SCORE, SCORE, Comparison, MetricLabel, Stat
 
 TABLE_MD, TABLE_CSV = "table.md", "table.csv"
 
@@ -35,6 +41,15 @@ FINAL_HEADERS = {"recon": "recon (nats)", "kl": "KL (nats)", "beta": "β"}
 FINAL_FORMATS = {"recon": ".2f", "kl": ".2f", "beta": ".3g"}
 METRIC_FORMAT = ".3f"
 DASH = "—"
+REPRESENTATION_TEXT = {"mean": "mean representation", "sampled": "sampled representation"}
+NAMED_SCORE_HEADERS = {
+    "informativeness_train": "informativeness (train)", "informativeness_test": "informativeness (test)",
+    "explicitness_train": "explicitness (train)", "explicitness_test": "explicitness (test)",
+    "train_accuracy": "train accuracy", "num_active_dims": "active latents",
+    "gaussian_wasserstein_correlation": "Wasserstein corr.",
+    "gaussian_wasserstein_correlation_norm": "Wasserstein corr. (norm.)",
+    "mutual_info_score": "mutual info",
+}
 
 
 def display_order(comparison: Comparison) -> list[str]:
@@ -44,14 +59,41 @@ def display_order(comparison: Comparison) -> list[str]:
 
 def display_columns(columns: list[str], order: Sequence[str] = ()) -> list[str]:
     """Factor columns in ``order`` (factors it does not list follow in their
-    given order), or as given without one; score last."""
-    factors = [c for c in columns if c != SCORE]
+    given order), or as given without one; then the named scores; score last."""
+    named = [c for c in columns if c.startswith(NAMED_SCORE)]
+    factors = [c for c in columns if c != SCORE and c not in named]
     factors = [f for f in order if f in factors] + [f for f in factors if f not in order]
-    return factors + ([SCORE] if SCORE in columns else [])
+    return factors + named + ([SCORE] if SCORE in columns else [])
+
+
+def label_of(comparison: Comparison, metric: str) -> MetricLabel:
+    return comparison.labels.get(metric) or MetricLabel(metric, "mean")
 
 
 def header(column: str, metric: str) -> str:
-    return metric.upper() if column == SCORE else FACTOR_HEADERS.get(column, column)
+    """A column's header: the metric's name in capitals for the score (``dci@sampled``
+    -> DCI: the table's heading names the representation), else the factor or score name."""
+    if column == SCORE:
+        return metric.split("@")[0].upper()
+    if column.startswith(NAMED_SCORE):
+        name = column[len(NAMED_SCORE):]
+        return NAMED_SCORE_HEADERS.get(name, name.replace("_", " "))
+    return FACTOR_HEADERS.get(column, column)
+
+
+def title(label: MetricLabel) -> str:
+    """``DCI (mean representation)``."""
+    return f"{label.metric.upper()} ({REPRESENTATION_TEXT.get(label.representation, label.representation)})"
+
+
+def note(label: MetricLabel) -> str | None:
+    """The line under a metric's table saying what its score and factor columns are."""
+    parts = []
+    if label.score_name:
+        parts.append(f"{label.metric.upper()}: {label.score_name}.")
+    if label.per_factor_name:
+        parts.append(f"Factor columns: {label.per_factor_name}.")
+    return " ".join(parts) or None
 
 
 def cell(s: Stat, spec: str) -> str:
@@ -87,7 +129,8 @@ def markdown(comparison: Comparison, protocol_name: str | None = None) -> str:
              f"{DASH} = no value (a std needs two seeds); failed = failed runs / seeds.", ""]
     for metric in c.metric_names:
         cols = display_columns(c.columns[metric], display_order(c))
-        lines += [f"## {metric.upper()}", "",
+        label = label_of(c, metric)
+        lines += [f"## {title(label)}", "",
                   _row(["model", "n", *(header(col, metric) for col in cols), "failed"]), _rule(len(cols) + 3)]
         for s in c.summaries.values():
             stats = s.metrics.get(metric, {})
@@ -95,6 +138,8 @@ def markdown(comparison: Comparison, protocol_name: str | None = None) -> str:
                                *(cell(stats.get(col, Stat(0, None, None)), METRIC_FORMAT) for col in cols),
                                _failed(s)]))
         lines.append("")
+        if note(label):
+            lines += [note(label), ""]
     lines += ["## Final training values", "",
               _row(["model", "n", *(FINAL_HEADERS[k] for k in FINAL_KEYS), "failed"]), _rule(len(FINAL_KEYS) + 3)]
     for s in c.summaries.values():
@@ -123,13 +168,15 @@ def _detail(record) -> str:
 def csv_text(comparison: Comparison) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["model", "metric", "column", "mean", "std", "n", "failed", "seeds"])
+    writer.writerow(["model", "metric", "representation", "column", "mean", "std", "n", "failed", "seeds"])
     for s in comparison.summaries.values():
-        rows = [(metric, col, s.metrics[metric][col]) for metric in comparison.metric_names
+        rows = [(label_of(comparison, metric), col, s.metrics[metric][col]) for metric in comparison.metric_names
                 for col in display_columns(comparison.columns[metric], display_order(comparison))]
-        rows += [("final", k, s.final[k]) for k in FINAL_KEYS]
-        for metric, col, st in rows:
-            writer.writerow([s.model, metric, col, _num(st.mean), _num(st.std), st.n, len(s.failed), len(s.runs)])
+        rows = [(label.metric, label.representation, col, st) for label, col, st in rows]
+        rows += [("final", "", k, s.final[k]) for k in FINAL_KEYS]
+        for metric, representation, col, st in rows:
+            writer.writerow([s.model, metric, representation, col, _num(st.mean), _num(st.std), st.n,
+                             len(s.failed), len(s.runs)])
     return out.getvalue()
 
 
