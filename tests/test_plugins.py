@@ -104,7 +104,9 @@ def test_plugins_text_lists_contributions(toy_host, capsys):
 
     assert main(["plugins"]) == 0
     out = capsys.readouterr().out
-    assert "disbench.baselines" in out and "models: betatcvae, betavae_b, betavae_h, factorvae, vae" in out
+    assert "disbench.baselines" in out
+    assert "models: betatcvae, betavae_b, betavae_h, dipvae_i, dipvae_ii, factorvae, vae" in out
+    assert "metrics: betavae_score, dci, factorvae_score, modularity, sap, unsupervised" in out
 
 
 def test_installed_console_script_lists_builtins(installed_plugins_json):

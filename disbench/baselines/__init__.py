@@ -4,6 +4,7 @@ from ..hookspecs import hookimpl
 from ..schedulers import ConstantBeta
 from .betatcvae import BetaTCVAE
 from .betavae_b import BetaVAEB
+from .dipvae import DIPVAEI, DIPVAEII
 from .factorvae import FactorVAE
 from .vae import VAE, BetaVAEH
 
@@ -13,6 +14,8 @@ MODELS = {
     "betavae_b": BetaVAEB,
     "factorvae": FactorVAE,
     "betatcvae": BetaTCVAE,
+    "dipvae_i": DIPVAEI,
+    "dipvae_ii": DIPVAEII,
 }
 
 
