@@ -58,7 +58,8 @@ def run_cli(argv):
 
 
 def test_datasets_table_and_gin_names():
-    assert sorted(DATASETS) == ["chairs3d", "dsprites", "dsprites_synth", "mnist", "shapes3d"]
+    assert sorted(DATASETS) == ["cars3d", "chairs3d", "color_dsprites", "dsprites", "dsprites_synth", "mnist", "mpi3d",
+                                "noisy_dsprites", "scream_dsprites", "shapes3d", "smallnorb"]
     gin.parse_config("dsprites_synth.factor_sizes = (1, 1, 2, 2, 2)\n"
                      "disbench.datasets.dsprites_synth.cache = False")
     ds = DATASETS["dsprites_synth"]()
@@ -120,7 +121,8 @@ def test_data_prepare_with_data_root(host, tmp_path):
 
 
 def test_data_unknown_name(host):
-    with pytest.raises(UnknownNameError, match="known: chairs3d, dsprites, dsprites_synth, mnist, shapes3d, tiny "):
+    with pytest.raises(UnknownNameError, match="known: cars3d, chairs3d, color_dsprites, dsprites, dsprites_synth, mnist, mpi3d, noisy_dsprites, "
+                                            "scream_dsprites, shapes3d, smallnorb, tiny "):
         run_cli(["data", "prepare", "tinny"])
 
 

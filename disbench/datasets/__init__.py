@@ -19,6 +19,11 @@ Options (besides ``data_root``):
 * ``mnist``: ``path``, ``labels_path``, ``split``, ``placement``, ``threshold``
 * ``chairs3d``: ``path``, ``cache``, ``progress``
 * ``shapes3d``: ``path``, ``allow_subgrid``, ``progress``
+* ``smallnorb``: ``path`` (a folder), ``split``, ``allow_subgrid``
+* ``cars3d``: ``path`` (a folder), ``allow_subgrid``, ``progress``
+* ``mpi3d``: ``path``, ``variant`` (``toy``, ``realistic``, ``real``), ``factor_sizes``, ``progress``
+* ``color_dsprites``, ``noisy_dsprites``: ``base`` (``dsprites`` or ``dsprites_synth``), ``variation_seed``
+* ``scream_dsprites``: ``base``, ``scream_path``, ``variation_seed``
 
 Each factory also takes ``metadata_only=True`` (kept out of gin) and then
 returns a :class:`disbench.data.DatasetInfo` (size, image shape, factors)
@@ -27,7 +32,7 @@ from the files' headers, without reading any image: see
 paper's factor display order (pos_x, pos_y, shape, scale, orientation).
 """
 
-from . import chairs3d, dsprites, dsprites_synth, mnist, shapes3d
+from . import cars3d, chairs3d, dsprites, dsprites_synth, dsprites_variants, mnist, mpi3d, shapes3d, smallnorb
 from ._files import GIN_MODULE
 
 DATASETS = {
@@ -36,6 +41,12 @@ DATASETS = {
     "mnist": mnist.mnist,
     "chairs3d": chairs3d.chairs3d,
     "shapes3d": shapes3d.shapes3d,
+    "smallnorb": smallnorb.smallnorb,
+    "cars3d": cars3d.cars3d,
+    "mpi3d": mpi3d.mpi3d,
+    "color_dsprites": dsprites_variants.color_dsprites,
+    "noisy_dsprites": dsprites_variants.noisy_dsprites,
+    "scream_dsprites": dsprites_variants.scream_dsprites,
 }
 
 __all__ = ["DATASETS", "GIN_MODULE"]
