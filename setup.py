@@ -40,6 +40,10 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6", "scikit-learn>=1.2", "scipy>=1.10"],
+        # the disentanglement_lib metrics (dci, sap, modularity, factorvae_score, betavae_score)
+        "metrics": ["scikit-learn>=1.2"],
+        # cars3d's MATLAB files
+        "datasets": ["scipy>=1.10"],
     },
     entry_points={
         "console_scripts": ["disbench = disbench.cli:main"],
