@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+import gin
 import numpy as np
 import torch
 
@@ -35,6 +36,7 @@ class BuiltRun:
     device: torch.device
     fingerprint: str
     notes: list = field(default_factory=list)  # what the config left out (absent plugins)
+    operative_config: str = ""  # the gin bindings the build used
 
 
 def seed_everything(seed: int) -> None:
@@ -43,18 +45,19 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_configured_run(device) -> BuiltRun:
-    """Seed, then build the dataset and the model (in that order: a run's
-    initial weights depend on it) from the parsed config."""
+def build_configured_run(device, dataset: ImageDataset | None = None) -> BuiltRun:
+    """Seed, then build the dataset (unless given: the members of a group share
+    one) and the model, in that order — a run's initial weights depend on it."""
     protocol, run = build_protocol(), build_run()
     metric_classes(protocol.metrics)  # unknown names fail before the dataset loads
     configure_determinism(protocol.deterministic)
     seed_everything(run.seed)
-    dataset = build_dataset(protocol)
+    if dataset is None:
+        dataset = build_dataset(protocol)
     check_metrics_apply(protocol.metrics, DatasetInfo.of(dataset))
     model = build_model(run, protocol, dataset).to(device)
-    return BuiltRun(protocol, run, dataset, model, torch.device(device),
-                    run_fingerprint(protocol, len(dataset)), config_notes())
+    return BuiltRun(protocol, run, dataset, model, torch.device(device), run_fingerprint(protocol, len(dataset)),
+                    config_notes(), gin.operative_config_str())
 
 
 def check_run_config() -> tuple[Protocol, Run, DatasetInfo]:

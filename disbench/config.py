@@ -29,7 +29,12 @@ from gin import config_parser
 from .errors import DisbenchError
 
 # Protocol fields that change how a run is carried out, not what is compared.
-NOT_FINGERPRINTED = ("data_root", "log_every", "checkpoint_every", "eval_every", "deterministic")
+NOT_FINGERPRINTED = ("data_root", "log_every", "checkpoint_every", "eval_every", "deterministic", "compile")
+# Settings added after fingerprints were first recorded enter the fingerprint only when
+# set away from their default, so that earlier runs keep theirs.
+ADDED_LATER = {"precision": "fp32", "channels_last": False}
+PRECISIONS = ("fp32", "bf16")
+COMPILE_MODES = ("none", "compile")
 # Bindings a resumed run may change (where the data lies); any other change is refused.
 CHANGEABLE_ON_RESUME = ("Protocol.data_root",)
 
@@ -51,6 +56,9 @@ class Protocol:
     log_every: int = 100
     checkpoint_every: int = 5_000
     deterministic: bool = False  # deterministic kernels (see disbench.determinism)
+    precision: str = "fp32"      # 'bf16': convolutions and linear layers under bf16 autocast
+    channels_last: bool = False  # NHWC image layout for the convolutions
+    compile: str = "none"        # 'compile': torch.compile the model's step functions
 
     def __post_init__(self):
         for name in ("latent_dim", "batch_size", "steps", "log_every", "checkpoint_every"):
@@ -59,8 +67,13 @@ class Protocol:
                 raise DisbenchError(f"Protocol.{name} must be a positive integer, got {value!r}")
         if not isinstance(self.eval_every, int) or self.eval_every < 0:
             raise DisbenchError(f"Protocol.eval_every must be an integer >= 0, got {self.eval_every!r}")
-        if not isinstance(self.deterministic, bool):
-            raise DisbenchError(f"Protocol.deterministic must be True or False, got {self.deterministic!r}")
+        for name in ("deterministic", "channels_last"):
+            if not isinstance(getattr(self, name), bool):
+                raise DisbenchError(f"Protocol.{name} must be True or False, got {getattr(self, name)!r}")
+        if self.precision not in PRECISIONS:
+            raise DisbenchError(f"Protocol.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.compile not in COMPILE_MODES:
+            raise DisbenchError(f"Protocol.compile must be one of {', '.join(COMPILE_MODES)}, got {self.compile!r}")
         if not self.lr > 0:
             raise DisbenchError(f"Protocol.lr must be > 0, got {self.lr!r}")
         if len(self.adam_betas) != 2 or not all(0 <= b < 1 for b in self.adam_betas):
@@ -346,7 +359,8 @@ def _call_configurable(cls):
 
 def fingerprint(protocol: Protocol, extra: dict | None = None) -> str:
     """Hash of the protocol-owned settings (and ``extra``: dataset/metric bindings)."""
-    payload = {k: v for k, v in protocol.as_dict().items() if k not in NOT_FINGERPRINTED}
+    payload = {k: v for k, v in protocol.as_dict().items()
+               if k not in NOT_FINGERPRINTED and not (k in ADDED_LATER and v == ADDED_LATER[k])}
     payload["extra"] = extra or {}
     blob = json.dumps(payload, sort_keys=True, default=repr)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

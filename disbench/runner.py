@@ -9,7 +9,8 @@ from pathlib import Path
 
 import gin
 
-from .config import CHANGEABLE_ON_RESUME, ConfigSources, current_bindings, parse_saved_config, parse_sources
+from .config import (CHANGEABLE_ON_RESUME, ConfigSources, config_notes, current_bindings, parse_saved_config,
+                     parse_sources)
 from .errors import DisbenchError
 from .io import atomic_write_text
 from .runs import CONFIG_NAME, RESULTS_NAME, load_results, update_results
@@ -38,7 +39,7 @@ def prepare_new_run(run_dir: Path, sources: ConfigSources, model: str | None, *,
     check_run_config()
     make_output_dir(run_dir)
     atomic_write_text(run_dir / CONFIG_NAME, gin.config_str())
-    update_results(run_dir, status="created", evaluate_at_end=bool(evaluate))
+    update_results(run_dir, status="created", evaluate_at_end=bool(evaluate), config_notes=config_notes())
     return run_dir
 
 
@@ -119,27 +120,57 @@ def check_same_config(run_dir: Path, sources: ConfigSources | None, model: str |
 def train_and_evaluate(run_dir: Path, *, device, resume: bool, evaluate: bool | None = None,
                        metrics=None, progress: bool | None = None, on_trained=None) -> dict:
     """Train the configured run (resuming if asked), then evaluate its metrics
-    on the model and data already in memory.
+    on the model and data already in memory: a group of one (see
+    :func:`train_and_evaluate_group`). A failed run raises TrainingDiverged."""
+    from .errors import TrainingDiverged
 
-    ``evaluate=None`` keeps what the run was started with (``--no-eval`` is
-    remembered). ``on_trained(results)`` is called between the two (the CLI
-    reports training there).
+    results = train_and_evaluate_group([run_dir], device=device, resume=resume, evaluate=evaluate,
+                                       metrics=metrics, progress=progress, on_trained=on_trained,
+                                       parsed=True)[0]
+    if results.get("status") == "failed":
+        raise TrainingDiverged(results["error"])
+    return results
+
+
+def train_and_evaluate_group(run_dirs: list[Path], *, device, resume: bool, evaluate: bool | None = None,
+                             metrics=None, progress: bool | None = None, on_trained=None,
+                             parsed: bool = False) -> list[dict]:
+    """Train runs of one model and protocol as one fused group (each from its own
+    ``config.gin``, or, with ``parsed`` and one run, the config in force), then
+    evaluate each complete member on the model and data in memory.
+
+    ``evaluate=None`` keeps what each run was started with (``--no-eval`` is
+    remembered). ``on_trained(results)`` is called for each member between the
+    two (the CLI reports training there).
     """
     from .builders import build_configured_run
     from .evaluation import evaluate_built
-    from .training.loop import train
+    from .training.loop import train_group
 
-    run_dir = Path(run_dir)
-    if evaluate is None:
-        evaluate = load_results(run_dir).get("evaluate_at_end", True)
-    else:
-        update_results(run_dir, evaluate_at_end=bool(evaluate))
-    built = build_configured_run(device)
-    results = train(run_dir, built, resume=resume, progress=progress)
-    if on_trained is not None:
-        on_trained(results)
-    names = built.protocol.metrics if metrics is None else metrics
-    if evaluate and names:
-        built.model.eval()
-        results = evaluate_built(run_dir, built, names, progress=progress, previous=results.get("metrics", {}))
-    return results
+    run_dirs = [Path(d) for d in run_dirs]
+    builts, dataset = [], None
+    for run_dir in run_dirs:
+        if not parsed:
+            parse_saved_config(run_dir / CONFIG_NAME)
+        built = build_configured_run(device, dataset)
+        dataset = built.dataset
+        builts.append(built)
+    for run_dir in run_dirs:
+        if evaluate is not None:
+            update_results(run_dir, evaluate_at_end=bool(evaluate))
+    results = train_group(run_dirs, builts, resume=resume, progress=progress)
+    out = []
+    for run_dir, built, result in zip(run_dirs, builts, results):
+        if result.get("status") != "complete":
+            out.append(result)
+            continue
+        if on_trained is not None:
+            on_trained(result)
+        names = built.protocol.metrics if metrics is None else metrics
+        if result.get("evaluate_at_end", True) and names:
+            if len(run_dirs) > 1:
+                parse_saved_config(run_dir / CONFIG_NAME)  # the member's own metric settings
+            built.model.eval()
+            result = evaluate_built(run_dir, built, names, progress=progress, previous=result.get("metrics", {}))
+        out.append(result)
+    return out

@@ -8,6 +8,25 @@ the training step needs no host synchronisation).
 
 Schedulers record the arguments they were built with in ``config`` (they go
 into results.json) and may report extra scalars for the log (``scalars()``).
+
+Groups of runs
+--------------
+A fused group trains K runs at once and feeds its schedulers the [K] KLs of
+all members in one tensor (:func:`group_scheduler`). A scheduler class takes a
+whole group at once by defining the classmethod ``stack_group(schedulers)``,
+which receives the K member instances (built as for K separate runs, so each
+has its own gin bindings) and returns an object with:
+
+* ``step(kl)`` — ``kl`` a [K] tensor; returns the [K] βs as a tensor, with no
+  per-member Python loop and no host synchronisation;
+* ``scalars()`` — ``{name: [K] tensor}`` (may be empty);
+* ``member_state_dicts()`` / ``load_member_state_dicts(states)`` — one state per
+  member, each exactly what that member's own scheduler's ``state_dict`` would
+  be, so each member's checkpoint is an ordinary run's checkpoint.
+
+``stack_group`` may return None when it cannot batch these members (say,
+different windows); a scheduler without it — a third party's written for one
+run — keeps working: the group steps each member's instance in turn.
 """
 
 from __future__ import annotations
@@ -65,3 +84,64 @@ class ConstantBeta:
 
     def load_state_dict(self, state: dict) -> None:
         pass
+
+    @classmethod
+    def stack_group(cls, schedulers) -> "ConstantGroup":
+        return ConstantGroup([s.beta for s in schedulers])
+
+
+class ConstantGroup:
+    """K constant βs: the [K] tensor is made once per device, not every step."""
+
+    def __init__(self, betas):
+        self.betas = torch.tensor(betas, dtype=torch.float64)
+
+    def step(self, kl: torch.Tensor) -> torch.Tensor:
+        if self.betas.device != kl.device or self.betas.dtype != kl.dtype:
+            self.betas = self.betas.to(device=kl.device, dtype=kl.dtype)
+        return self.betas
+
+    def scalars(self) -> dict:
+        return {}
+
+    def member_state_dicts(self) -> list[dict]:
+        return [{} for _ in range(len(self.betas))]
+
+    def load_member_state_dicts(self, states) -> None:
+        pass
+
+
+class PerMemberGroup:
+    """A group of schedulers that cannot be batched: each member's own instance
+    is stepped on its own KL (a Python loop over K; third-party schedulers)."""
+
+    def __init__(self, schedulers):
+        self.schedulers = list(schedulers)
+
+    def step(self, kl: torch.Tensor) -> torch.Tensor:
+        betas = [s.step(kl[k]) for k, s in enumerate(self.schedulers)]
+        return torch.stack([torch.as_tensor(b, dtype=kl.dtype, device=kl.device) for b in betas])
+
+    def scalars(self) -> dict:
+        per_member = [scheduler_scalars(s) for s in self.schedulers]
+        keys = [k for k in per_member[0] if all(k in m for m in per_member)]
+        return {k: torch.stack([torch.as_tensor(m[k], dtype=torch.float64) for m in per_member]) for k in keys}
+
+    def member_state_dicts(self) -> list[dict]:
+        return [s.state_dict() for s in self.schedulers]
+
+    def load_member_state_dicts(self, states) -> None:
+        for s, state in zip(self.schedulers, states):
+            s.load_state_dict(state)
+
+
+def group_scheduler(schedulers):
+    """One object stepping the schedulers of a group's K members (see the module docstring)."""
+    schedulers = list(schedulers)
+    cls = type(schedulers[0])
+    stack = getattr(cls, "stack_group", None)
+    if callable(stack) and all(type(s) is cls for s in schedulers):
+        batched = stack(schedulers)
+        if batched is not None:
+            return batched
+    return PerMemberGroup(schedulers)

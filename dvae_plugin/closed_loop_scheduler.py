@@ -31,6 +31,7 @@ back would need a host synchronisation.
 
 from __future__ import annotations
 
+import copy
 import math
 import numbers
 from typing import Any, Callable
@@ -126,15 +127,27 @@ class ClosedLoopBetaScheduler:
             ops, y_in = _TensorMath, self._tensor_input(kl)
         else:
             ops, y_in = _FloatMath, self._float_input(kl)
-        c = self.setpoint.value(self.t + 1)
+        beta = self._advance(y_in, self.setpoint.value(self.t + 1), ops)
+        return beta.to(kl.dtype) if ops is _TensorMath else beta
+
+    def _advance(self, y_in, c, ops):
+        """One step of the law on the observed KL ``y_in`` and the set point ``c``: the
+        same arithmetic for one run (floats or 0-dim tensors) and for a group ([K] tensors)."""
         self.t += 1
         self._kl_window.push(y_in)
         y = self._kl_window.mean()
         e = c - y
         beta = self._control(e, ops)
         self._last = {"setpoint": c, "kl_avg": y, "error": e, "beta_unclamped": beta}
-        beta = ops.clamp_min(beta, self.beta_min)
-        return beta.to(kl.dtype) if ops is _TensorMath else beta
+        return ops.clamp_min(beta, self.beta_min)
+
+    @classmethod
+    def stack_group(cls, schedulers):
+        """The K schedulers of a fused group as one :class:`ClosedLoopGroup`
+        (None when their windows differ: they are then stepped one by one)."""
+        if len({s.window for s in schedulers}) != 1:
+            return None
+        return ClosedLoopGroup(schedulers)
 
     def _float_input(self, kl) -> float:
         owner = type(self).__name__
@@ -178,7 +191,13 @@ class ClosedLoopBetaScheduler:
         out = dict(self._last)
         if out and self._kind == TENSOR:
             out["setpoint"] = torch.full_like(out["kl_avg"], out["setpoint"])
+        if out:
+            out.update(self._extra_scalars())
         return out
+
+    def _extra_scalars(self) -> dict:
+        """A subclass's own logged state (e.g. the positional PI's integral)."""
+        return {}
 
     # -- checkpoints ---------------------------------------------------------
     def state_dict(self) -> dict:
@@ -236,3 +255,103 @@ class ClosedLoopBetaScheduler:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config.items() if k != "name")
         return f"{type(self).__name__}({args})"
+
+
+class ClosedLoopGroup:
+    """The closed-loop schedulers of a fused group's K members, stepped as one.
+
+    The members' control law runs once on [K] float64 tensors: their gains
+    (``GROUP_GAINS`` of the class: e.g. a grid of Ki) become [K] tensors and
+    their state [K] tensors, so the arithmetic per member is exactly that of
+    its own scheduler's tensor path, bit for bit. When all members share one
+    set point C(t) is computed once per step; otherwise once per member (a
+    Python loop over K, on the host).
+    """
+
+    def __init__(self, schedulers):
+        self.members = list(schedulers)
+        first = self.members[0]
+        self.law = copy.copy(first)  # the members' class and window; gains and state set below
+        self.law._kl_window = KLMovingAverage(first.window)
+        setpoint_configs = [m._setpoint_config() for m in self.members]
+        self.shared_setpoint = all(type(m.setpoint) is type(first.setpoint) and c == setpoint_configs[0]
+                                   for m, c in zip(self.members, setpoint_configs))
+        self._gains = {g: torch.tensor([float(getattr(m, g)) for m in self.members], dtype=torch.float64)
+                       for g in type(first).GROUP_GAINS}
+        self.device = torch.device("cpu")
+        for name, value in self._gains.items():
+            setattr(self.law, name, value)
+        self.load_member_state_dicts([m.state_dict() for m in self.members])
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def _to(self, device: torch.device) -> None:
+        if device == self.device:
+            return
+        move = lambda v: v.to(device)  # noqa: E731
+        for name in self._gains:
+            setattr(self.law, name, move(getattr(self.law, name)))
+        self.law._convert_state(move)
+        self.device = device
+
+    def _setpoint(self, t: int):
+        if self.shared_setpoint:
+            return self.members[0].setpoint.value(t)
+        values = [m.setpoint.value(t) for m in self.members]
+        return torch.tensor(values, dtype=torch.float64).to(self.device, non_blocking=True)
+
+    def step(self, kl: torch.Tensor) -> torch.Tensor:
+        """[K] KLs -> [K] βs (detached, float64 arithmetic, no host synchronisation)."""
+        if kl.shape != (len(self),):
+            raise ValueError(f"a group of {len(self)} schedulers takes [{len(self)}] KLs, got {tuple(kl.shape)}")
+        y_in = kl.detach().to(torch.float64)
+        self._to(y_in.device)
+        beta = self.law._advance(y_in, self._setpoint(self.law.t + 1), _TensorMath)
+        return beta.to(kl.dtype)
+
+    def scalars(self) -> dict:
+        out = dict(self.law._last)
+        if out and not isinstance(out["setpoint"], torch.Tensor):
+            out["setpoint"] = torch.full_like(out["kl_avg"], out["setpoint"])
+        if out:
+            out.update(self.law._extra_scalars())
+        return out
+
+    def member_state_dicts(self) -> list[dict]:
+        """Each member's state, as its own scheduler's ``state_dict`` would give it."""
+        law = self.law
+        if law.t == 0:
+            return [m.state_dict() for m in self.members]
+        window = torch.stack(law._kl_window.values, dim=1)  # [K, window]
+        states = []
+        for k, member in enumerate(self.members):
+            state = {"format": STATE_FORMAT, "kind": TENSOR, "t": law.t, "window": window[k].clone(),
+                     "window_pos": law._kl_window.pos}
+            state.update({name: value[k].clone() for name, value in law._vars.items()})
+            state["setpoint"] = member.setpoint.state_dict() if hasattr(member.setpoint, "state_dict") else {}
+            states.append(state)
+        return states
+
+    def load_member_state_dicts(self, states) -> None:
+        """Stack the members' states (each checked by its own scheduler's loader)."""
+        for member, state in zip(self.members, states):
+            member.load_state_dict(state)
+        ts, positions = {m.t for m in self.members}, {m._kl_window.pos for m in self.members}
+        if len(ts) != 1 or len(positions) != 1:
+            raise ValueError(f"the members of a group must be at the same step; got steps {sorted(ts)}")
+        as_tensor = lambda v: torch.as_tensor(v, dtype=torch.float64).to("cpu")  # noqa: E731
+        law = self.law
+        law.t, law._kind, law._device, law._last = ts.pop(), TENSOR, None, {}
+        law._kl_window.pos = positions.pop()
+        law._kl_window.values = [torch.stack([as_tensor(m._kl_window.values[i]) for m in self.members])
+                                 for i in range(law.window)]
+        law._vars = {name: torch.stack([as_tensor(m._vars[name]) for m in self.members])
+                     for name in self.members[0]._vars}
+        device, self.device = self.device, torch.device("cpu")
+        self._gains_to_cpu()
+        self._to(device)
+
+    def _gains_to_cpu(self) -> None:
+        for name in self._gains:
+            setattr(self.law, name, getattr(self.law, name).to("cpu"))

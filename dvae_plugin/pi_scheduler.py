@@ -25,6 +25,7 @@ class PIBetaScheduler(ClosedLoopBetaScheduler):
     """
 
     name = "pi"
+    GROUP_GAINS = ("kp", "ki", "beta_min", "beta_init")  # may differ between the members of a group
 
     def __init__(self, kp: float = 0.01, ki: float = 0.005, beta_init: float = 150.0,
                  beta_min: float = 0.1, window: int = 5, setpoint=None):

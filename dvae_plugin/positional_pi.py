@@ -26,6 +26,7 @@ class PositionalPIBetaScheduler(ClosedLoopBetaScheduler):
     """
 
     name = "positional_pi"
+    GROUP_GAINS = ("kp", "ki", "beta_min")  # may differ between the members of a group
 
     def __init__(self, kp: float = 0.01, ki: float = 0.001, beta_min: float = 1.0,
                  window: int = 1, setpoint=None):
@@ -48,8 +49,5 @@ class PositionalPIBetaScheduler(ClosedLoopBetaScheduler):
         s["integral"], s["w_prev"] = integral, w
         return w
 
-    def scalars(self) -> dict:
-        out = super().scalars()
-        if out:
-            out["integral"] = self._vars["integral"]
-        return out
+    def _extra_scalars(self) -> dict:
+        return {"integral": self._vars["integral"]}

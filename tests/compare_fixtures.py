@@ -37,14 +37,15 @@ def train_calls(monkeypatch):
     """Spy on the training loop: records (run dir, resume) of every call."""
     import disbench.training.loop as loop
 
-    calls, real = [], loop.train
+    calls, real = [], loop.train_group
 
-    def spy(run_dir, built, **kwargs):
-        calls.append((Path(run_dir).relative_to(Path.cwd()).as_posix() if Path(run_dir).is_absolute()
-                      else Path(run_dir).as_posix(), kwargs["resume"]))
-        return real(run_dir, built, **kwargs)
+    def spy(run_dirs, builts, **kwargs):
+        for run_dir in run_dirs:
+            calls.append((Path(run_dir).relative_to(Path.cwd()).as_posix() if Path(run_dir).is_absolute()
+                          else Path(run_dir).as_posix(), kwargs["resume"]))
+        return real(run_dirs, builts, **kwargs)
 
-    monkeypatch.setattr(loop, "train", spy)
+    monkeypatch.setattr(loop, "train_group", spy)
     return calls
 
 

@@ -70,7 +70,7 @@ def test_factorvae_tc_term_and_permutation():
     tc = (logits[:, 0] - logits[:, 1]).mean()
     assert float(loss) == pytest.approx(100.0 + float(terms.kl) + 10.0 * float(tc), rel=1e-5)
     z = torch.arange(12.0).view(4, 3)
-    permuted = permute_dims(z)
+    permuted = permute_dims(z, torch.rand(4, 3))
     for d in range(3):  # each column is a permutation of itself
         assert sorted(permuted[:, d].tolist()) == z[:, d].tolist()
 
@@ -81,7 +81,7 @@ def test_permute_dims_shuffles_each_column_independently():
     torch.manual_seed(0)
     batch, dims = 64, 5
     z = torch.randperm(batch * dims).double().view(batch, dims)  # distinct values
-    permuted = permute_dims(z)
+    permuted = permute_dims(z, torch.rand(batch, dims))
     assert permuted.shape == z.shape
     for d in range(dims):
         assert sorted(permuted[:, d].tolist()) == sorted(z[:, d].tolist())
@@ -94,47 +94,53 @@ def test_permute_dims_shuffles_each_column_independently():
         assert sum(tuple(r) in rows for r in fake.tolist()) == batch, name  # what the check above rejects
 
 
-def test_factorvae_restores_discriminator_flags_after_an_exception(monkeypatch):
-    model = FactorVAE(latent_dim=3)
-    params = list(model.discriminator.parameters())
-    params[0].requires_grad_(False)  # a parameter frozen on purpose stays frozen
-    before = [p.requires_grad for p in params]
-    seen = {}
+def factorvae_group():
+    from disbench.config import Protocol
+    from disbench.training.group import RunGroup
 
-    def exploding_forward(z):
-        seen["inside"] = [p.requires_grad for p in params]
-        raise RuntimeError("discriminator failed")
-
-    monkeypatch.setattr(model.discriminator, "forward", exploding_forward)
-    with pytest.raises(RuntimeError, match="discriminator failed"):
-        model.loss(hand_terms(), 1.0, 1)
-    assert seen["inside"] == [False] * len(params)
-    assert [p.requires_grad for p in params] == before
-    monkeypatch.undo()
-    model.loss(hand_terms(), 1.0, 1)  # and after a normal call too
-    assert [p.requires_grad for p in params] == before
-
-
-def test_factorvae_vae_step_does_not_train_discriminator():
     torch.manual_seed(0)
-    model = FactorVAE(latent_dim=3)
-    terms = model(torch.rand(4, 1, 64, 64).round())
-    loss, _ = model.loss(terms, 1.0, 1)
-    loss.backward()
-    assert all(p.grad is None for p in model.discriminator.parameters())
-    assert model.encoder.net[0].weight.grad is not None
+    images = (torch.rand(8, 1, 64, 64) > 0.5).to(torch.uint8) * 255
+    return RunGroup([FactorVAE(latent_dim=3)], images, [0], Protocol(batch_size=4, latent_dim=3), "cpu")
+
+
+def test_factorvae_vae_loss_sees_the_discriminator_as_constants():
+    """The VAE step does not train D (D's weights come in detached), yet its TC
+    term does reach the encoder; D's step does not train the encoder."""
+    group = factorvae_group()
+    terms = Terms(**group._run("forward", group._state(), group.batches(), group.noise()))
+    loss, _ = group._run("loss", group._state(group._auxiliary_owned.__contains__), terms.as_dict(),
+                         torch.ones(1), step=1)
+    loss.sum().backward()
+    assert all(group.params[n].grad is None for n in group.auxiliary_names["discriminator"])
+    assert group.params["encoder.net.0.weight"].grad is not None
+    for p in group.params.values():
+        p.grad = None
+    other = {"x": group.batches(), "noise": group.noise(), "uniform": group.noise(uniform=True)}
+    detached = {k: v.detach() for k, v in terms.as_dict().items()}
+    aux, _ = group._run("auxiliary_loss", group._state(lambda n: n not in group._auxiliary_owned), detached,
+                        other, step=1)
+    aux.sum().backward()
+    assert all(group.params[n].grad is None for n in group.main_names)
+    assert all(group.params[n].grad is not None for n in group.auxiliary_names["discriminator"])
 
 
 def test_factorvae_discriminator_learns_correlated_codes():
     """On codes with strongly dependent dimensions, D leaves chance level."""
     torch.manual_seed(0)
     model = FactorVAE(latent_dim=4, disc_lr=1e-3)
+    optimizer = torch.optim.Adam(model.discriminator.parameters(), lr=1e-3, betas=(0.5, 0.9))
 
     def correlated(n):
         u = torch.randn(n, 1)
         return torch.cat([u, u + 0.1 * torch.randn(n, 1), -u, torch.randn(n, 1)], dim=1)
 
-    accs = [float(model.discriminator_step(correlated(64), correlated(64))["disc_acc"]) for _ in range(150)]
+    accs = []
+    for _ in range(150):
+        loss, scalars = model.discriminator_loss(correlated(64), correlated(64), torch.rand(64, 4))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        accs.append(float(scalars["disc_acc"]))
     assert sum(accs[-20:]) / 20 > 0.8
 
 

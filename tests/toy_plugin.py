@@ -89,19 +89,35 @@ class DivergingVAE(MisbehavingVAE):
         return loss, extras
 
 
+class NaNGradient(torch.autograd.Function):
+    """Identity forward; a NaN gradient backward (corrupts the weights, not the loss)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x):
+        return x.clone()
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * float("nan")
+
+
 @gin.configurable
 class CorruptingVAE(MisbehavingVAE):
-    """Its weights turn NaN after the optimizer step ``at``, while that step's logged
+    """Its weights turn NaN in the optimizer step ``at``, while that step's logged
     loss is still finite (tests the parameter check before a checkpoint)."""
 
     def __init__(self, at: int = 20, **kwargs):
         super().__init__(at, **kwargs)
 
-    def auxiliary_step(self, terms, next_batch, step):
-        if step == self.at:
-            with torch.no_grad():
-                next(self.decoder.parameters()).view(-1)[0] = float("nan")
-        return {}
+    def loss(self, terms, beta, step):
+        loss, extras = super().loss(terms, beta, step)
+        return (NaNGradient.apply(loss) if step == self.at else loss), extras
 
 
 @gin.configurable
@@ -111,10 +127,39 @@ class InterruptedVAE(MisbehavingVAE):
     def __init__(self, at: int = 25, **kwargs):
         super().__init__(at, **kwargs)
 
-    def auxiliary_step(self, terms, next_batch, step):
+    def loss(self, terms, beta, step):
         if step == self.at:
             raise KeyboardInterrupt
-        return {}
+        return super().loss(terms, beta, step)
+
+
+@gin.configurable
+class NaNAfter:
+    """β = 1, then NaN from step ``at`` on — in the run whose seed is ``seed`` only
+    (a per-run scheduler with no group form: tests a member failing alone)."""
+
+    def __init__(self, at: int = 15, seed: int = 2):
+        try:
+            self.failing = gin.query_parameter("Run.seed") == seed
+        except ValueError:  # no seed bound (a configuration check before the runs)
+            self.failing = False
+        self.at, self.t = at, 0
+        self.config = {"name": "toy_nan_after", "at": at, "seed": seed}
+
+    def step(self, kl):
+        self.t += 1
+        return torch.full_like(kl, float("nan") if self.failing and self.t >= self.at else 1.0)
+
+    def state_dict(self):
+        return {"t": self.t}
+
+    def load_state_dict(self, state):
+        self.t = state["t"]
+
+
+@hookimpl
+def register_schedulers(registry):
+    registry.add("toy_nan_after", NaNAfter)
 
 
 @hookimpl

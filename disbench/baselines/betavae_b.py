@@ -10,6 +10,7 @@ weight on the capacity term.
 from __future__ import annotations
 
 import gin
+import torch
 
 from ..models import VAEModel
 from ..schedulers import ConstantBeta
@@ -35,7 +36,7 @@ class BetaVAEB(VAEModel):
 
     def loss(self, terms, beta, step):
         capacity = self.capacity(step)
-        return terms.recon + beta * (terms.kl - capacity).abs(), {"capacity": capacity}
+        return terms.recon + beta * (terms.kl - capacity).abs(), {"capacity": torch.full_like(terms.kl, capacity)}
 
     def config(self) -> dict:
         return {**super().config(), "gamma": self.gamma, "c_max": self.c_max, "c_stop": self.c_stop}

@@ -7,13 +7,11 @@ independently across a second batch (class 1, samples of Π_d q(z_d)); its
 logit difference estimates the total correlation. D has its own Adam.
 
 Ordering avoids the in-place-update error of popular ports: the VAE loss is
-back-propagated before D's optimizer touches D's weights, and D's own step
-sees only detached codes.
+back-propagated before D's optimizer touches D's weights, the VAE loss sees D's
+weights as constants, and D's own step sees only detached codes.
 """
 
 from __future__ import annotations
-
-from contextlib import contextmanager
 
 import gin
 import torch
@@ -39,23 +37,10 @@ class Discriminator(nn.Module):
         return self.net(z)
 
 
-@contextmanager
-def frozen(module: nn.Module):
-    """``module``'s parameters get no gradients inside the block; each
-    parameter's own ``requires_grad`` comes back afterwards, even on an exception."""
-    saved = [(p, p.requires_grad) for p in module.parameters()]
-    try:
-        module.requires_grad_(False)
-        yield module
-    finally:
-        for p, flag in saved:
-            p.requires_grad_(flag)
-
-
-def permute_dims(z: torch.Tensor) -> torch.Tensor:
-    """Shuffle each latent dimension independently across the batch."""
-    order = torch.argsort(torch.rand(z.shape, device=z.device), dim=0)
-    return torch.gather(z, 0, order)
+def permute_dims(z: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+    """Shuffle each latent dimension independently across the batch, in the order
+    that sorting the same-shaped ``uniform`` draw gives (a random permutation per column)."""
+    return torch.gather(z, 0, torch.argsort(uniform, dim=0))
 
 
 @gin.configurable
@@ -68,37 +53,31 @@ class FactorVAE(VAEModel):
         self.gamma, self.disc_lr, self.disc_betas = float(gamma), float(disc_lr), tuple(disc_betas)
         super().__init__(scheduler=scheduler, **arch)
         self.discriminator = Discriminator(self.latent_dim)
-        self._disc_optimizer = None
 
     def loss(self, terms, beta, step):
-        with frozen(self.discriminator):  # the VAE step does not train D
-            logits = self.discriminator(terms.z)
+        logits = self.discriminator(terms.z)  # D's parameters are constants here: the VAE step does not train D
         tc = (logits[:, 0] - logits[:, 1]).mean()
         return terms.recon + beta * terms.kl + self.gamma * tc, {"tc": tc.detach()}
 
-    def auxiliary_step(self, terms, next_batch, step):
+    def auxiliary_loss(self, terms, other, step):
+        """D's cross-entropy on real codes vs codes of a second batch with permuted dimensions."""
         with torch.no_grad():
-            mu, logvar = self.encode(next_batch())
-            z_other = reparameterize(mu, logvar)
-        return self.discriminator_step(terms.z.detach(), z_other)
+            mu, logvar = self.encode(other["x"])
+            z_other = reparameterize(mu.float(), logvar.float(), other["noise"])
+        return self.discriminator_loss(terms.z.detach(), z_other, other["uniform"])
 
-    def discriminator_step(self, z: torch.Tensor, z_other: torch.Tensor) -> dict:
-        """One Adam step of D on real codes ``z`` vs permuted ``z_other``."""
-        real, permuted = self.discriminator(z), self.discriminator(permute_dims(z_other))
+    def discriminator_loss(self, z: torch.Tensor, z_other: torch.Tensor, uniform: torch.Tensor):
+        """D's cross-entropy: codes ``z`` are class 0, ``z_other`` with its dimensions
+        permuted (by ``uniform``) class 1. Returns the loss and its scalars."""
+        real = self.discriminator(z)
+        permuted = self.discriminator(permute_dims(z_other, uniform))
         zeros = torch.zeros(z.shape[0], dtype=torch.long, device=z.device)
         loss = 0.5 * (F.cross_entropy(real, zeros) + F.cross_entropy(permuted, zeros + 1))
-        optimizer = self.auxiliary_optimizers()["discriminator"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
         accuracy = 0.5 * ((real.argmax(1) == 0).float().mean() + (permuted.argmax(1) == 1).float().mean())
-        return {"disc_loss": loss.detach(), "disc_acc": accuracy.detach()}
+        return loss, {"disc_loss": loss.detach(), "disc_acc": accuracy.detach()}
 
-    def auxiliary_optimizers(self):
-        if self._disc_optimizer is None:  # made lazily: after the model has moved to its device
-            self._disc_optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=self.disc_lr,
-                                                    betas=self.disc_betas)
-        return {"discriminator": self._disc_optimizer}
+    def auxiliary_parameters(self):
+        return {"discriminator": {"prefix": "discriminator.", "lr": self.disc_lr, "betas": self.disc_betas}}
 
     def config(self) -> dict:
         return {**super().config(), "gamma": self.gamma, "disc_lr": self.disc_lr, "disc_betas": list(self.disc_betas)}

@@ -32,6 +32,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--jobs", type=int, default=1,
                    help="runs at a time, each in its own worker process with cpu_count/JOBS threads "
                         "(default 1: in this process)")
+    p.add_argument("--fuse", metavar="K|auto",
+                   help="train up to K runs of one model as one fused group (default 1); 'auto' measures "
+                        "the device and chooses")
     add_config_options(p)
     p.add_argument("--retry-failed", action="store_true",
                    help="run failed runs again (from their last good checkpoint); by default they are reported")
@@ -56,13 +59,15 @@ def command_line(args, models: list[str]) -> str:
     for b in args.gin_param:
         parts += ["--gin_param", b]
     parts += ["--deterministic"] * args.deterministic
+    parts += ["--fuse", args.fuse] if args.fuse else []
     parts += ["--jobs", str(args.jobs), "--device", args.device]
     parts += ["--retry-failed"] * args.retry_failed + ["--no-figures"] * args.no_figures
     return shlex.join(parts)
 
 
 def run_compare(args) -> int:
-    from ..compare.execute import run_jobs, worker_devices
+    from ..compare.execute import group_units, run_jobs, worker_devices
+    from ..compare.fuse import choose_fuse, parse_fuse
     from ..compare.manifest import run_entry, write_manifest
     from ..compare.plan import EVALUATE, RESUME, RETRY, SKIP_FAILED, TRAIN, parse_models, parse_seeds, plan_runs
     from ..compare.report import write_compare_report
@@ -70,6 +75,7 @@ def run_compare(args) -> int:
 
     if args.jobs < 1:
         raise DisbenchError(f"--jobs must be at least 1, got {args.jobs}")
+    fuse = parse_fuse(args.fuse)
     seeds = parse_seeds(args.seeds)
     models = parse_models(args.models)
     metrics = option_list(args.metrics, "--metrics", "metric names")
@@ -80,13 +86,16 @@ def run_compare(args) -> int:
     for note in config_notes():
         print(f"note: {note}", file=sys.stderr)
     todo = plan.todo
-    workers = max(1, min(args.jobs, len(todo)))
+    devices = worker_devices(args.device, max(1, args.jobs))
+    group_size, why = choose_fuse(fuse, todo, devices[0])
+    units = group_units(todo, group_size)
+    workers = max(1, min(args.jobs, len(units)))
     devices = worker_devices(args.device, workers)
     progress = False if args.no_progress else None
 
     header = {"command": command_line(args, models), "models": models, "seeds": seeds,
               "protocol": args.protocol, "metrics": list(plan.metrics),
-              "jobs": args.jobs, "devices": devices}
+              "jobs": args.jobs, "devices": devices, "fuse": group_size}
     outcomes: dict = {}
 
     def record() -> dict:
@@ -100,6 +109,8 @@ def run_compare(args) -> int:
     where = f"{workers} worker process{'es' if workers > 1 else ''}" if workers > 1 else "this process"
     print(f"compare: {len(plan.jobs)} runs in {out}: {', '.join(counts) or 'all complete'}"
           + (f"; in {where} on {', '.join(devices)}" if todo else ""))
+    if todo and (fuse == "auto" or group_size > 1):
+        print(f"compare: {why}; {len(units)} unit(s) of work")
 
     bar = progress_bar(total=len(todo), desc="compare", unit="run",
                        disable=None if progress is None else not progress)
@@ -114,7 +125,7 @@ def run_compare(args) -> int:
         record()
 
     try:
-        run_jobs(todo, workers=workers, devices=devices, progress=progress, on_done=on_done)
+        run_jobs(units, workers=workers, devices=devices, progress=progress, on_done=on_done)
     finally:
         bar.close()
         manifest = record()

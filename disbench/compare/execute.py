@@ -32,34 +32,67 @@ from .plan import EVALUATE, TRAIN, RunJob, read_status
 
 
 def execute_job(job: RunJob, *, device, progress: bool | None = None) -> dict:
-    """Train/resume/evaluate one run. Errors are returned, not raised: one run
-    failing must not stop the others. KeyboardInterrupt still stops everything."""
+    """Train/resume/evaluate one run (a unit of one)."""
+    return execute_unit([job], device=device, progress=progress)[0]
+
+
+def execute_unit(jobs: list[RunJob], *, device, progress: bool | None = None) -> list[dict]:
+    """Evaluate one run, or train/resume a unit of runs as one fused group (see
+    :func:`group_units`). Errors are returned, not raised: one unit failing must
+    not stop the others. KeyboardInterrupt still stops everything."""
     from ..evaluation import evaluate_run
-    from ..runner import prepare_new_run, prepare_resume, train_and_evaluate
+    from ..runner import prepare_new_run, prepare_resume, train_and_evaluate_group
 
     started = time.perf_counter()
-    run_dir = Path(job.run_dir)
-    outcome = {"model": job.model, "seed": job.seed, "action": job.action, "error": None}
+    run_dirs = [Path(job.run_dir) for job in jobs]
+    outcomes = [{"model": job.model, "seed": job.seed, "action": job.action, "error": None} for job in jobs]
+    if len(jobs) > 1:
+        for outcome in outcomes:
+            outcome["fused"] = len(jobs)
     try:
-        if job.action == EVALUATE:
-            evaluate_run(run_dir, list(job.metrics), device=device, progress=progress)
+        if jobs[0].action == EVALUATE:
+            evaluate_run(run_dirs[0], list(jobs[0].metrics), device=device, progress=progress)
         else:
-            if job.action == TRAIN:
-                prepare_new_run(run_dir, job.sources, job.model)
-                resume = False
-            else:  # resume an interrupted run, or retry a failed one from its last good checkpoint
-                resume = prepare_resume(run_dir, job.sources, job.model) is not None
-            train_and_evaluate(run_dir, device=device, resume=resume, metrics=job.metrics, progress=progress)
+            resume = False
+            for job, run_dir in zip(jobs, run_dirs):
+                if job.action == TRAIN:
+                    prepare_new_run(run_dir, job.sources, job.model)
+                else:  # resume an interrupted run, or retry a failed one from its last good checkpoint
+                    resume = prepare_resume(run_dir, job.sources, job.model) is not None
+            train_and_evaluate_group(run_dirs, device=device, resume=resume, metrics=jobs[0].metrics,
+                                     progress=progress)
     except DisbenchError as exc:
-        outcome["error"] = str(exc)
-    except Exception as exc:  # a crash in one run (out of memory, a plugin bug) is that run's failure
-        outcome["error"] = f"{type(exc).__name__}: {exc}"
-        outcome["traceback"] = traceback.format_exc()
-    if outcome["error"]:
-        _mark_failed(run_dir, outcome["error"])
-    outcome["status"] = (read_status(run_dir) or {}).get("status", "missing")
-    outcome["seconds"] = round(time.perf_counter() - started, 3)
-    return outcome
+        for outcome in outcomes:
+            outcome["error"] = str(exc)
+    except Exception as exc:  # a crash in one unit (out of memory, a plugin bug) is that unit's failure
+        for outcome in outcomes:
+            outcome["error"] = f"{type(exc).__name__}: {exc}"
+            outcome["traceback"] = traceback.format_exc()
+    for run_dir, outcome in zip(run_dirs, outcomes):
+        if outcome["error"]:
+            _mark_failed(run_dir, outcome["error"])
+        results = read_status(run_dir) or {}
+        outcome["status"] = results.get("status", "missing")
+        if outcome["status"] == "failed" and not outcome["error"]:
+            outcome["error"] = results.get("error")
+        outcome["seconds"] = round(time.perf_counter() - started, 3)
+    return outcomes
+
+
+def group_units(jobs: list[RunJob], fuse: int) -> list[list[RunJob]]:
+    """The units of work: runs to evaluate alone; runs to train in fused groups of at
+    most ``fuse`` — same model (the plan has one protocol), and for resumed runs the
+    same checkpoint step, since a group continues from one step."""
+    units, pending = [], {}
+    for job in jobs:
+        if job.action == EVALUATE or fuse <= 1:
+            units.append([job])
+            continue
+        step = None if job.action == TRAIN else (read_status(job.run_dir) or {}).get("checkpoint_step")
+        pending.setdefault((job.model, job.action == TRAIN, step), []).append(job)
+    for group in pending.values():
+        units += [group[i:i + fuse] for i in range(0, len(group), fuse)]
+    return units
 
 
 def _mark_failed(run_dir: Path, error: str) -> None:
@@ -106,18 +139,22 @@ def _init_worker(slots, devices: list[str], threads: int) -> None:
     get_host()  # load the plugins (entry points) once per worker
 
 
-def _worker_execute(job: RunJob) -> dict:
-    outcome = execute_job(job, device=torch.device(_WORKER["device"]), progress=False)
-    outcome["worker"] = {k: _WORKER[k] for k in ("pid", "slot", "device", "threads")}
-    return outcome
+def _worker_execute(jobs: list[RunJob]) -> list[dict]:
+    outcomes = execute_unit(jobs, device=torch.device(_WORKER["device"]), progress=False)
+    for outcome in outcomes:
+        outcome["worker"] = {k: _WORKER[k] for k in ("pid", "slot", "device", "threads")}
+    return outcomes
 
 
-def run_jobs(jobs: list[RunJob], *, workers: int, devices: list[str], progress: bool | None, on_done) -> None:
-    """Run ``jobs``; ``on_done(job, outcome)`` is called in this process after each."""
+def run_jobs(units: list[list[RunJob]], *, workers: int, devices: list[str], progress: bool | None,
+             on_done) -> None:
+    """Run the units (see :func:`group_units`); ``on_done(job, outcome)`` is called
+    in this process for each run after its unit."""
     if workers <= 1:
         device = torch.device(devices[0])
-        for job in jobs:
-            on_done(job, execute_job(job, device=device, progress=progress))
+        for unit in units:
+            for job, outcome in zip(unit, execute_unit(unit, device=device, progress=progress)):
+                on_done(job, outcome)
         return
 
     import multiprocessing
@@ -132,15 +169,16 @@ def run_jobs(jobs: list[RunJob], *, workers: int, devices: list[str], progress: 
     executor = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
                                    initargs=(slots, devices, threads))
     try:
-        futures = {executor.submit(_worker_execute, job): job for job in jobs}
+        futures = {executor.submit(_worker_execute, unit): unit for unit in units}
         for future in as_completed(futures):
-            job = futures[future]
+            unit = futures[future]
             try:
-                outcome = future.result()
+                outcomes = future.result()
             except BrokenProcessPool as exc:  # a worker was killed (e.g. out of memory): resumable later
-                outcome = {"model": job.model, "seed": job.seed, "action": job.action,
-                           "error": f"worker process died ({exc})",
-                           "status": (read_status(job.run_dir) or {}).get("status", "missing")}
-            on_done(job, outcome)
+                outcomes = [{"model": job.model, "seed": job.seed, "action": job.action,
+                             "error": f"worker process died ({exc})",
+                             "status": (read_status(job.run_dir) or {}).get("status", "missing")} for job in unit]
+            for job, outcome in zip(unit, outcomes):
+                on_done(job, outcome)
     finally:
         executor.shutdown(wait=True, cancel_futures=True)

@@ -1,21 +1,32 @@
 """The model interface every model implements, and the β-VAE objective.
 
+The loop trains a *group* of K runs of one model (K = 1: one run) as one
+computation (:mod:`disbench.training.group`): the members' parameters are
+stacked and each method below runs once per member under ``torch.func.vmap``.
 One training step, as the loop runs it::
 
-    terms = model(x)                              # forward: recon, KL, per-dim KL, ...
-    beta = model.scheduler.step(terms.kl.detach())
-    loss, extras = model.loss(terms, beta, step)  # default: recon + beta * KL
-    loss.backward(); optimizer.step()
-    model.auxiliary_step(terms, next_batch, step) # e.g. FactorVAE's discriminator
+    terms = model(x, noise)                         # per member: recon, KL, per-dim KL, ...
+    beta = schedulers.step(terms.kl.detach())       # the [K] KLs -> [K] βs
+    loss, extras = model.loss(terms, beta, step)    # per member; default recon + β·KL
+    sum of the members' losses .backward(); one Adam step (element-wise: K Adams)
+    loss, extras = model.auxiliary_loss(terms, other, step)  # optional, e.g. FactorVAE's D,
+    .backward(); its own Adam step                           # over auxiliary_parameters()
+
+So a model is a pure function of its parameters and inputs: no randomness of
+its own (the group draws each member's noise from that member's generator and
+passes it in), no in-place change of parameters, no host reads. ``loss`` sees
+the auxiliary parameters (e.g. the discriminator) as constants, and
+``auxiliary_loss`` the main ones.
 
 A model is built with the protocol's architecture (latent size, channels,
 likelihood) and the dataset size; everything else is the model's own, set
-with gin.
+with gin. Members of one group share the model's configuration (``config()``)
+and may differ in their scheduler's.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Callable
 
 import torch
@@ -41,7 +52,11 @@ class Terms:
 
     @property
     def kl(self) -> torch.Tensor:
-        return self.kl_per_dim.sum()
+        return self.kl_per_dim.sum(-1)
+
+    def as_dict(self) -> dict:
+        """The fields as a plain dict (what vmap can return)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 class VAEModel(nn.Module):
@@ -81,13 +96,16 @@ class VAEModel(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)
 
-    def forward(self, x: torch.Tensor) -> Terms:
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> Terms:
+        """``noise``: the standard normal draw of the reparameterisation, shape (batch,
+        latent_dim); drawn here (global RNG) when not given."""
         mu, logvar = self.encode(x)
-        z = reparameterize(mu, logvar)
+        mu, logvar = mu.float(), logvar.float()  # KL and z in FP32 also under bf16 autocast
+        z = reparameterize(mu, logvar, noise)
         logits = self.decode(z)
         return Terms(
             x=x, mu=mu, logvar=logvar, z=z, logits=logits,
-            recon=reconstruction_loss(logits, x, self.likelihood),
+            recon=reconstruction_loss(logits.float(), x, self.likelihood),
             kl_per_dim=kl_per_dimension(mu, logvar),
         )
 
@@ -96,18 +114,22 @@ class VAEModel(nn.Module):
         """The loss to minimise and extra scalars (0-dim tensors) to log."""
         return terms.recon + beta * terms.kl, {}
 
-    def auxiliary_step(self, terms: Terms, next_batch: Callable[[], torch.Tensor], step: int) -> dict:
-        """A model's own extra update after the main step (none by default)."""
-        return {}
+    def auxiliary_loss(self, terms: Terms, other: dict, step: int):
+        """A second objective with its own optimizer, minimised after the main step
+        (FactorVAE's discriminator), or None. ``other`` holds a second batch ``x``
+        with its ``noise`` and a ``uniform`` draw of shape (batch, latent_dim), from
+        the member's own generators."""
+        return None
 
     # -- what the loop optimises and checkpoints -----------------------------
-    def main_parameters(self):
-        """Parameters of the main Adam optimizer (encoder and decoder)."""
-        return list(self.encoder.parameters()) + list(self.decoder.parameters())
-
-    def auxiliary_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        """Optimizers the model owns (checkpointed with the run)."""
+    def auxiliary_parameters(self) -> dict[str, dict]:
+        """The model's own optimizers: ``{name: {"prefix": "discriminator.", "lr": ..., "betas": ...}}``
+        — an Adam over the parameters whose names start with ``prefix``. All
+        other parameters are the main Adam's."""
         return {}
+
+    def needs_other_batch(self) -> bool:
+        return type(self).auxiliary_loss is not VAEModel.auxiliary_loss
 
     def config(self) -> dict:
         return {"class": type(self).__name__, "latent_dim": self.latent_dim,

@@ -17,8 +17,9 @@ def reconstruction_loss(logits: torch.Tensor, x: torch.Tensor, likelihood: str) 
 
 def kl_per_dimension(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """Batch mean of KL(q(z_j|x) || N(0, 1)) for each latent j: shape (latent_dim,)."""
-    return 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1.0).mean(dim=0)
+    return 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1.0).mean(dim=-2)
 
 
-def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+    """z = μ + ε·σ, with ε the given standard normal ``noise`` (drawn when None)."""
+    return mu + (torch.randn_like(mu) if noise is None else noise) * torch.exp(0.5 * logvar)

@@ -20,7 +20,7 @@ from ..io import atomic_path
 
 CHECKPOINT_NAME = "checkpoint.pt"
 # Entries that hold generator states: never moved off the CPU.
-RNG_KEYS = ("rng", "sampler")
+RNG_KEYS = ("rng", "sampler", "noise")
 
 
 def rng_state() -> dict:

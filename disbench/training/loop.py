@@ -1,35 +1,41 @@
-"""The training loop every model runs, top to bottom.
+"""The training loop every run takes, top to bottom: one loop for a group of
+K runs of one model trained as one computation (:mod:`.group`), K = 1 being
+an ordinary run.
 
 The step itself never waits on the device: losses are summed into device
-accumulators and fetched (one transfer) only every ``Protocol.log_every``
-steps. A non-finite loss is caught there, and non-finite parameters before each
-checkpoint (one host sync per checkpoint), so no bad state is saved as good.
+accumulators and fetched (one transfer for all members) only every
+``Protocol.log_every`` steps. A member's non-finite loss is caught there, and
+its non-finite parameters before each checkpoint (one host sync per
+checkpoint), so no bad state is saved as good. A member that fails is marked
+failed with its last good checkpoint kept; the other members train on.
+
+Each member writes exactly the run directory an unfused run writes.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import gin
 import numpy as np
 import torch
 
 from ..builders import BuiltRun
-from ..data import DeviceSampler
 from ..determinism import hardware_record
 from ..errors import DisbenchError, TrainingDiverged
 from ..io import atomic_write_text
 from ..progress import progress_bar
-from ..runs import METRICS_LOG_NAME, OPERATIVE_CONFIG_NAME, environment, update_results
-from ..schedulers import scheduler_scalars
+from ..runs import METRICS_LOG_NAME, OPERATIVE_CONFIG_NAME, environment, read_results, update_results
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .group import RunGroup, available_memory_bytes, estimate_memory_bytes
 from .scalars import SCALARS_NAME, ScalarLog, is_finite_row, read_scalars
 
 
 class Accumulator:
-    """Sums per-step tensors on the device; ``fetch`` returns their means."""
+    """Sums per-step [K, ...] tensors on the device (in place: no allocation per
+    step); ``fetch`` returns each member's means (one host transfer)."""
 
     def __init__(self):
         self.sums: dict[str, torch.Tensor] = {}
@@ -37,166 +43,229 @@ class Accumulator:
 
     def add(self, values: dict) -> None:
         for key, value in values.items():
-            value = value.detach() if isinstance(value, torch.Tensor) else torch.tensor(float(value))
-            self.sums[key] = self.sums[key] + value if key in self.sums else value.clone()
+            value = value.detach()
+            if key in self.sums:
+                self.sums[key].add_(value)
+            else:
+                self.sums[key] = value.to(torch.float64, copy=True)
         self.count += 1
 
-    def fetch(self) -> dict:
+    def fetch(self, size: int) -> list[dict]:
         keys = list(self.sums)
-        flat = torch.cat([self.sums[k].double().reshape(-1).cpu() for k in keys]) / max(self.count, 1)
-        values, out, i = flat.tolist(), {}, 0
+        flat = torch.cat([self.sums[k].reshape(size, -1) for k in keys], dim=1).cpu() / max(self.count, 1)
+        rows = [{} for _ in range(size)]
+        i = 0
         for key in keys:
-            n = self.sums[key].numel()
-            out[key] = values[i] if self.sums[key].ndim == 0 else values[i:i + n]
-            i += n
+            width = self.sums[key][0].numel()
+            for k, row in enumerate(flat[:, i:i + width].tolist()):
+                rows[k][key] = row[0] if self.sums[key].ndim == 1 else row
+            i += width
         self.sums, self.count = {}, 0
-        return out
+        return rows
 
 
-def _as_float_dict(values: dict) -> dict:
-    """One host transfer for the scheduler's / step's instantaneous scalars."""
-    tensors = {k: v for k, v in values.items() if isinstance(v, torch.Tensor)}
-    out = {k: float(v) for k, v in values.items() if not isinstance(v, torch.Tensor)}
-    if tensors:
-        fetched = torch.stack([t.detach().double().reshape(()).cpu() for t in tensors.values()]).tolist()
-        out.update(zip(tensors, fetched))
-    return out
+def _instantaneous(values: dict, size: int) -> list[dict]:
+    """Each member's β and scheduler scalars at this step (one host transfer)."""
+    keys = list(values)
+    if not keys:
+        return [{} for _ in range(size)]
+    table = torch.stack([torch.as_tensor(values[k]).detach().to(torch.float64).reshape(size).cpu()
+                         for k in keys], dim=1).tolist()
+    return [dict(zip(keys, row)) for row in table]
 
 
-def training_step(model, optimizer, sampler: DeviceSampler, step: int) -> tuple:
-    """One optimizer step: forward, β from the detached KL, loss, backward, Adam,
-    then the model's own auxiliary update. Returns β and the step's scalars as
-    tensors (nothing here waits for the device)."""
-    terms = model(sampler.next())
-    beta = model.scheduler.step(terms.kl.detach())
-    loss, extras = model.loss(terms, beta, step)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    auxiliary = model.auxiliary_step(terms, sampler.next, step)
-    return beta, {"loss": loss, "recon": terms.recon, "kl": terms.kl, "kl_per_dim": terms.kl_per_dim,
-                  **extras, **auxiliary}
+@dataclass
+class Member:
+    """One run of a group: where it writes, and how far it got."""
+
+    run_dir: Path
+    built: BuiltRun
+    index: int
+    failed: str | None = None
+    last_checkpoint: int | None = None
+    last_row: dict | None = None
+    scalar_log: ScalarLog | None = None
+    metric_log: ScalarLog | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / CHECKPOINT_NAME
+
+    def fail(self, reason: str, step: int) -> str:
+        kept = (f"the last good checkpoint (step {self.last_checkpoint}, {self.checkpoint_path}) is kept"
+                if self.last_checkpoint else "no checkpoint had been written yet")
+        self.failed = f"{reason}; {kept} and the run is marked failed"
+        update_results(self.run_dir, status="failed", error=self.failed, failed_at_step=step)
+        self.close_logs()
+        return self.failed
+
+    def close_logs(self) -> None:
+        for log in (self.scalar_log, self.metric_log):
+            if log is not None:
+                log.close()
+        self.scalar_log = self.metric_log = None
 
 
 def train(run_dir: Path, built: BuiltRun, *, resume: bool = False, progress: bool | None = None) -> dict:
-    """Train the built run in ``run_dir`` (from its checkpoint when ``resume``); return its results."""
-    run_dir = Path(run_dir)
-    protocol, run, dataset, model, device = built.protocol, built.run, built.dataset, built.model, built.device
-    scheduler = model.scheduler
-    optimizer = torch.optim.Adam(model.main_parameters(), lr=protocol.lr, betas=protocol.adam_betas)
-    sampler = DeviceSampler(dataset.images, protocol.batch_size, device, seed=run.seed)
-    fp = built.fingerprint
-    ckpt_path = run_dir / CHECKPOINT_NAME
-    model_config = model.config()
-    scheduler_config = getattr(scheduler, "config", {"name": type(scheduler).__name__})
+    """Train one run (a group of one); raise TrainingDiverged if it failed."""
+    results = train_group([run_dir], [built], resume=resume, progress=progress)[0]
+    if results.get("status") == "failed":
+        raise TrainingDiverged(results["error"])
+    return results
+
+
+def train_group(run_dirs: list[Path], builts: list[BuiltRun], *, resume: bool = False,
+                progress: bool | None = None) -> list[dict]:
+    """Train the built runs in ``run_dirs`` as one group (from their checkpoints when
+    ``resume``); return each member's results."""
+    protocol, device = builts[0].protocol, builts[0].device
+    members = [Member(Path(d), b, k) for k, (d, b) in enumerate(zip(run_dirs, builts))]
+    check_group(builts)
+    dataset = builts[0].dataset
+    group = RunGroup([b.model for b in builts], dataset.images, [b.run.seed for b in builts], protocol, device)
+    models_config = builts[0].model.config()
 
     step, elapsed_before = 0, 0.0
     if resume:
-        state = load_checkpoint(ckpt_path, map_location=device)
-        check_checkpoint_matches(state, ckpt_path, model=run.model, seed=run.seed, fingerprint=fp,
-                                 model_config=model_config, scheduler_config=scheduler_config)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        for name, opt in model.auxiliary_optimizers().items():
-            opt.load_state_dict(state["auxiliary_optimizers"][name])
-        scheduler.load_state_dict(state["scheduler"])
-        sampler.load_state_dict(state["sampler"])
-        set_rng_state(state["rng"])
-        step, elapsed_before = int(state["step"]), float(state.get("elapsed_seconds", 0.0))
+        states = [load_checkpoint(m.checkpoint_path, map_location=device) for m in members]
+        for m, state in zip(members, states):
+            check_checkpoint_matches(state, m.checkpoint_path, model=m.built.run.model, seed=m.built.run.seed,
+                                     fingerprint=m.built.fingerprint, model_config=models_config,
+                                     scheduler_config=scheduler_config(m.built.model.scheduler))
+        steps = {int(s["step"]) for s in states}
+        if len(steps) != 1:
+            raise DisbenchError(f"the runs of a group must resume from one step; their checkpoints are at "
+                                f"steps {sorted(steps)}: resume them one by one")
+        group.load_member_states(states)
+        set_rng_state(states[0]["rng"])
+        step = steps.pop()
+        elapsed_before = float(states[0].get("elapsed_seconds", 0.0))
 
-    atomic_write_text(run_dir / OPERATIVE_CONFIG_NAME, gin.operative_config_str())
-    update_results(
-        run_dir, status="running", model=run.model, seed=run.seed, protocol=protocol.as_dict(),
-        protocol_fingerprint=fp, dataset=dataset.describe(), model_config=model_config,
-        scheduler=scheduler_config, device=str(device), environment=environment(),
-        hardware=hardware_record(device, protocol.deterministic), config_notes=built.notes,
-        steps=step, checkpoint_step=step if resume else None, steps_planned=protocol.steps,
-    )
-    scalar_log = ScalarLog(run_dir / SCALARS_NAME, keep_up_to_step=step)
-    metric_log = ScalarLog(run_dir / METRICS_LOG_NAME, keep_up_to_step=step) if protocol.eval_every else None
-    last_checkpoint = step if resume else None
+    for m in members:
+        atomic_write_text(m.run_dir / OPERATIVE_CONFIG_NAME, m.built.operative_config)
+        earlier = (read_results(m.run_dir) or {}).get("config_notes") or []
+        notes = earlier + [n for n in m.built.notes if n not in earlier]
+        fused = ({"fused_group": {"size": len(members), "index": m.index,
+                                  "members": [str(x.run_dir) for x in members]}} if len(members) > 1 else {})
+        update_results(
+            m.run_dir, status="running", model=m.built.run.model, seed=m.built.run.seed,
+            protocol=protocol.as_dict(), protocol_fingerprint=m.built.fingerprint, dataset=dataset.describe(),
+            model_config=models_config, scheduler=scheduler_config(m.built.model.scheduler), device=str(device),
+            environment=environment(), hardware=hardware_record(device, protocol.deterministic),
+            config_notes=notes, steps=step, checkpoint_step=step if resume else None,
+            steps_planned=protocol.steps, **fused)
+        m.last_checkpoint = step if resume else None
+        m.scalar_log = ScalarLog(m.run_dir / SCALARS_NAME, keep_up_to_step=step)
+        if protocol.eval_every:
+            m.metric_log = ScalarLog(m.run_dir / METRICS_LOG_NAME, keep_up_to_step=step)
+
+    def alive() -> list[Member]:
+        return [m for m in members if not m.failed]
 
     def checkpoint(at_step: int, elapsed: float) -> None:
-        nonlocal last_checkpoint
-        bad = non_finite_parameters(model)  # the one host sync per checkpoint
-        if bad:
-            raise TrainingDiverged(f"non-finite parameters ({', '.join(bad[:3])}) at step {at_step}")
-        save_checkpoint(ckpt_path, {
-            "step": at_step, "fingerprint": fp, "model_name": run.model, "seed": run.seed,
-            "model_config": model_config, "scheduler_config": scheduler_config,
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "auxiliary_optimizers": {n: o.state_dict() for n, o in model.auxiliary_optimizers().items()},
-            "scheduler": scheduler.state_dict(), "sampler": sampler.state_dict(), "rng": rng_state(),
-            "elapsed_seconds": elapsed,
-        })
-        last_checkpoint = at_step
-        update_results(run_dir, steps=at_step, checkpoint_step=at_step, elapsed_seconds=round(elapsed, 3))
+        finite = group.finite_members()  # the one host sync per checkpoint
+        for m in alive():
+            if not finite[m.index]:
+                bad = group.non_finite_parameters(m.index)
+                m.fail(f"non-finite parameters ({', '.join(bad[:3])}) at step {at_step}", at_step)
+        states, rng = group.member_states(), rng_state()
+        for m in alive():
+            save_checkpoint(m.checkpoint_path, {
+                "step": at_step, "fingerprint": m.built.fingerprint, "model_name": m.built.run.model,
+                "seed": m.built.run.seed, "model_config": models_config,
+                "scheduler_config": scheduler_config(m.built.model.scheduler),
+                **states[m.index], "rng": rng, "elapsed_seconds": elapsed,
+            })
+            m.last_checkpoint = at_step
+            update_results(m.run_dir, steps=at_step, checkpoint_step=at_step, elapsed_seconds=round(elapsed, 3))
 
     accumulator = Accumulator()
-    bar = progress_bar(total=protocol.steps, initial=step, desc=f"{run.model} s{run.seed}", unit="step",
+    label = f"{builts[0].run.model} s{','.join(str(b.run.seed) for b in builts)}"
+    bar = progress_bar(total=protocol.steps, initial=step, desc=label, unit="step",
                        disable=None if progress is None else not progress)
-    started, last_row = time.perf_counter(), None
-    model.train()
+    started = time.perf_counter()
     try:
-        while step < protocol.steps:
+        while step < protocol.steps and alive():
             step += 1
-            beta, logged = training_step(model, optimizer, sampler, step)
+            beta, logged = group.step(step)
             accumulator.add(logged)
 
             last = step == protocol.steps
             at_checkpoint = step % protocol.checkpoint_every == 0 or last
             if step % protocol.log_every == 0 or at_checkpoint:
-                row = {"step": step, **accumulator.fetch(),
-                       **_as_float_dict({"beta": beta, **scheduler_scalars(scheduler)})}
-                if not is_finite_row(row):
-                    bad = sorted(k for k, v in row.items() if isinstance(v, float) and not np.isfinite(v))
-                    raise TrainingDiverged(f"non-finite {', '.join(bad)} by step {step}")
-                scalar_log.write(row)
-                last_row = row
-                bar.update(step - bar.n)
-                bar.set_postfix(_postfix(row), refresh=False)
-            if metric_log is not None and step % protocol.eval_every == 0:
+                means = accumulator.fetch(group.size)
+                now = _instantaneous({"beta": beta, **group.schedulers.scalars()}, group.size)
+                for m in alive():
+                    row = {"step": step, **means[m.index], **now[m.index]}
+                    if not is_finite_row(row):
+                        bad = sorted(k for k, v in row.items() if isinstance(v, float) and not np.isfinite(v))
+                        m.fail(f"non-finite {', '.join(bad)} by step {step}", step)
+                        continue
+                    m.scalar_log.write(row)
+                    m.last_row = row
+                if alive():
+                    bar.update(step - bar.n)
+                    bar.set_postfix(_postfix(alive()[0].last_row), refresh=False)
+            if protocol.eval_every and step % protocol.eval_every == 0 and alive():
                 from ..evaluation import evaluate_model
 
-                metric_log.write({"step": step, "metrics": evaluate_model(
-                    model, dataset, protocol.metrics, seed=run.seed, device=device)})
-                model.train()
-            if at_checkpoint:
-                scalar_log.sync()
+                group.write_back()
+                for m in alive():
+                    m.metric_log.write({"step": step, "metrics": evaluate_model(
+                        m.built.model, dataset, protocol.metrics, seed=m.built.run.seed, device=device)})
+            if at_checkpoint and alive():
+                for m in alive():
+                    m.scalar_log.sync()
                 checkpoint(step, elapsed_before + time.perf_counter() - started)
-    except TrainingDiverged as exc:
-        kept = (f"the last good checkpoint (step {last_checkpoint}, {ckpt_path}) is kept"
-                if last_checkpoint else "no checkpoint had been written yet")
-        message = f"{exc}; {kept} and the run is marked failed"
-        update_results(run_dir, status="failed", error=message, failed_at_step=step)
-        raise TrainingDiverged(message) from None
     except KeyboardInterrupt:
-        update_results(run_dir, status="interrupted")
+        for m in alive():
+            update_results(m.run_dir, status="interrupted")
         raise
     finally:
         bar.close()
-        scalar_log.close()
-        if metric_log is not None:
-            metric_log.close()
+        for m in members:
+            m.close_logs()
 
-    atomic_write_text(run_dir / OPERATIVE_CONFIG_NAME, gin.operative_config_str())
-    # A run resumed at its last step trains no step here: its last row is in the log.
-    final = last_row or (read_scalars(run_dir / SCALARS_NAME) or [{}])[-1]
-    return update_results(
-        run_dir, status="complete", steps=step, error=None,
-        elapsed_seconds=round(elapsed_before + time.perf_counter() - started, 3),
-        final={k: final.get(k) for k in FINAL_KEYS if k in final},
-    )
+    group.write_back()
+    elapsed = round(elapsed_before + time.perf_counter() - started, 3)
+    results = []
+    for m in members:
+        if m.failed:
+            results.append(update_results(m.run_dir))
+            continue
+        # A run resumed at its last step trains no step here: its last row is in the log.
+        final = m.last_row or (read_scalars(m.run_dir / SCALARS_NAME) or [{}])[-1]
+        results.append(update_results(
+            m.run_dir, status="complete", steps=step, error=None, elapsed_seconds=elapsed,
+            final={k: final.get(k) for k in FINAL_KEYS if k in final}))
+    return results
 
 
 FINAL_KEYS = ("recon", "kl", "beta", "loss", "kl_per_dim", "setpoint")
 
 
-def non_finite_parameters(model: torch.nn.Module) -> list[str]:
-    """Names of parameters holding a NaN or an infinity (one host transfer)."""
-    named = list(model.named_parameters())
-    finite = torch.stack([torch.isfinite(p).all() for _, p in named]).cpu().tolist()
-    return [name for (name, _), ok in zip(named, finite) if not ok]
+def scheduler_config(scheduler) -> dict:
+    return getattr(scheduler, "config", {"name": type(scheduler).__name__})
+
+
+def check_group(builts: list[BuiltRun]) -> None:
+    """The members of a group share protocol, model and model configuration,
+    and the group fits on its device."""
+    first = builts[0]
+    for b in builts[1:]:
+        if b.fingerprint != first.fingerprint or b.run.model != first.run.model \
+                or b.model.config() != first.model.config():
+            raise DisbenchError(
+                f"runs of one group must share protocol, model and model settings: {first.run.model} "
+                f"({first.fingerprint}) and {b.run.model} ({b.fingerprint}) differ")
+    need = estimate_memory_bytes([b.model for b in builts], first.protocol, len(first.dataset),
+                                 first.dataset.observation_shape)
+    have = available_memory_bytes(first.device)
+    if have is not None and need > 0.9 * have:
+        raise DisbenchError(
+            f"a group of {len(builts)} {first.run.model} runs needs about {need / 2**30:.1f} GiB on "
+            f"{first.device}, which has {have / 2**30:.1f} GiB free: fuse fewer runs (--fuse)")
 
 
 def check_checkpoint_matches(state: dict, path: Path, **expected) -> None:

@@ -1,0 +1,242 @@
+"""K runs of one model trained as one computation (K = 1: one ordinary run).
+
+The members are ordinary models, built as for K separate runs (each with its
+own seed and scheduler bindings; one shared model configuration). Their
+parameters are stacked (``torch.func.stack_module_state``: one [K, ...] tensor
+per parameter) and the model's methods run once per member under
+``torch.func.vmap`` over ``functional_call`` — which turns the K small
+convolutions into one grouped convolution. One Adam runs over the stacked
+parameters (Adam is element-wise, so this is K Adams), and the schedulers
+of all members are stepped at once on the [K] KLs
+(:func:`disbench.schedulers.group_scheduler`).
+
+Each member draws its batches from its own sampler and its noise from its own
+generator, both seeded by its run seed, so a member sees exactly the data and
+noise it would see trained alone; what differs is only the order of
+floating-point operations in the grouped kernels.
+
+Members are independent: nothing mixes them but the sum of their losses,
+whose gradient is 1 for each. A member whose numbers go non-finite is left
+to itself (its NaNs stay in its slices) and the others train on.
+"""
+
+from __future__ import annotations
+
+import copy
+from contextlib import nullcontext
+
+import torch
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+from torch.utils._pytree import tree_map
+
+from ..data import DeviceSampler
+from ..models.base import Terms
+from ..schedulers import group_scheduler
+
+NOISE_SEED_OFFSET = 0x6E6F6973  # a run's noise generator is seeded with seed + this ("nois")
+
+
+class _Method(nn.Module):
+    """Calls one method of a model, so that ``functional_call`` can run it."""
+
+    def __init__(self, model: nn.Module, method: str):
+        super().__init__()
+        self.model, self.method = model, method
+
+    def forward(self, *args):
+        if self.method != "forward":  # loss methods take Terms; vmap passes them as a dict
+            args = (Terms(**args[0]), *args[1:])
+        out = getattr(self.model, self.method)(*args)
+        if isinstance(out, Terms):
+            return out.as_dict()
+        if out is None:
+            return None
+        loss, extras = out
+        return loss, {k: v for k, v in extras.items()}
+
+
+class RunGroup:
+    """The stacked state and the step of K members (see the module docstring)."""
+
+    def __init__(self, models: list[nn.Module], images: torch.Tensor, seeds: list[int], protocol, device):
+        self.size = len(models)
+        self.device = torch.device(device)
+        self.protocol = protocol
+        self.models = models
+        self.latent_dim = models[0].latent_dim
+        self.params, self.buffers = stack_module_state(models)  # new leaves on the members' device
+        template = copy.deepcopy(models[0]).to("meta")
+        self._functions = {}
+        for name, in_dims in (("forward", (0, 0, 0)), ("loss", (0, 0, 0, None)),
+                              ("auxiliary_loss", (0, 0, 0, None))):  # None: the step, the same for all
+            call = _Method(template, name)
+            fn = (lambda c: lambda s, *a: functional_call(c, s, a))(call)
+            fn = fn if self.size == 1 else vmap(fn, in_dims=in_dims)
+            self._functions[name] = torch.compile(fn, dynamic=False) if protocol.compile == "compile" else fn
+        auxiliary = models[0].auxiliary_parameters()
+        self.auxiliary_names = {name: [p for p in self.params if p.startswith(spec["prefix"])]
+                                for name, spec in auxiliary.items()}
+        owned = {p for names in self.auxiliary_names.values() for p in names}
+        self.main_names = [p for p in self.params if p not in owned]
+        self._auxiliary_owned = owned
+        self.optimizer = torch.optim.Adam([self.params[n] for n in self.main_names], lr=protocol.lr,
+                                          betas=protocol.adam_betas)
+        self.auxiliary_optimizers = {
+            name: torch.optim.Adam([self.params[n] for n in self.auxiliary_names[name]], lr=spec["lr"],
+                                   betas=tuple(spec["betas"]))
+            for name, spec in auxiliary.items()}
+        self.schedulers = group_scheduler([m.scheduler for m in models])
+        images = images.to(self.device)  # one copy on the device, shared by the members' samplers
+        self.samplers = [DeviceSampler(images, protocol.batch_size, self.device, seed=s) for s in seeds]
+        self.noise_generators = [torch.Generator(device=self.device) for _ in seeds]
+        for generator, seed in zip(self.noise_generators, seeds):
+            generator.manual_seed(int(seed) + NOISE_SEED_OFFSET)
+        self.needs_other_batch = models[0].needs_other_batch()
+        self._autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16)
+                          if protocol.precision == "bf16" else nullcontext())
+
+    # -- running a model method for every member --------------------------------
+    def _state(self, constant=lambda name: False) -> dict:
+        """Parameters and buffers for a call; those ``constant(name)`` picks detached."""
+        params = {n: p.detach() if constant(n) else p for n, p in self.params.items()}
+        return {**{f"model.{n}": p for n, p in params.items()},
+                **{f"model.{n}": b for n, b in self.buffers.items()}}
+
+    def _run(self, method: str, state: dict, *args, step: int | None = None):
+        """``model.method(*args[, step])`` for each member (args and state stacked on dim 0)."""
+        tail = () if step is None else (step,)
+        with self._autocast:
+            if self.size == 1:  # the same computation without vmap's batching: an ordinary run
+                out = self._functions[method](*tree_map(lambda t: t[0], (state, *args)), *tail)
+                return tree_map(lambda t: t.unsqueeze(0), out)
+            return self._functions[method](state, *args, *tail)
+
+    # -- random draws, each member from its own generators ------------------------
+    def batches(self) -> torch.Tensor:
+        return torch.stack([s.next() for s in self.samplers])
+
+    def noise(self, uniform: bool = False) -> torch.Tensor:
+        draw = torch.rand if uniform else torch.randn
+        return torch.stack([draw(self.protocol.batch_size, self.latent_dim, generator=g, device=self.device)
+                            for g in self.noise_generators])
+
+    # -- one optimizer step of every member ------------------------------------------
+    def step(self, step: int) -> tuple[torch.Tensor, dict]:
+        """Forward, β from the [K] detached KLs, loss, backward, Adam; then the
+        auxiliary step. Returns the [K] βs and the step's [K, ...] scalars (tensors;
+        nothing here waits for the device)."""
+        x = self.batches()
+        if self.protocol.channels_last:  # each member's [B, C, H, W] slice in NHWC strides
+            x = x.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+        terms = Terms(**self._run("forward", self._state(), x, self.noise()))
+        beta = self.schedulers.step(terms.kl.detach())
+        auxiliary_constant = self._auxiliary_owned.__contains__
+        loss, extras = self._run("loss", self._state(auxiliary_constant), terms.as_dict(), beta, step=step)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.sum().backward()
+        self.optimizer.step()
+        auxiliary = {}
+        if self.auxiliary_optimizers:
+            other = {"x": self.batches(), "noise": self.noise(), "uniform": self.noise(uniform=True)}
+            main_constant = lambda name: name not in self._auxiliary_owned  # noqa: E731
+            detached = tree_map(lambda t: t.detach(), terms.as_dict())
+            aux_loss, auxiliary = self._run("auxiliary_loss", self._state(main_constant), detached, other, step=step)
+            for optimizer in self.auxiliary_optimizers.values():
+                optimizer.zero_grad(set_to_none=True)
+            aux_loss.sum().backward()
+            for optimizer in self.auxiliary_optimizers.values():
+                optimizer.step()
+        return beta, {"loss": loss, "recon": terms.recon, "kl": terms.kl, "kl_per_dim": terms.kl_per_dim,
+                      **extras, **auxiliary}
+
+    # -- the members' own states -----------------------------------------------------
+    def finite_members(self) -> list[bool]:
+        """Which members' parameters are all finite (one host transfer)."""
+        flags = torch.stack([torch.isfinite(p.detach()).flatten(1).all(1) for p in self.params.values()])
+        return flags.all(0).cpu().tolist()
+
+    def non_finite_parameters(self, k: int) -> list[str]:
+        return [n for n, p in self.params.items() if not torch.isfinite(p[k].detach()).all()]
+
+    def member_model_state(self, k: int) -> dict:
+        state = {n: p[k].detach().clone() for n, p in self.params.items()}
+        state.update({n: b[k].clone() for n, b in self.buffers.items()})
+        return dict(sorted(state.items(), key=lambda kv: self._order[kv[0]]))
+
+    @property
+    def _order(self) -> dict:
+        return {n: i for i, n in enumerate(self.models[0].state_dict())}
+
+    def member_states(self) -> list[dict]:
+        """Each member's training state, in the layout of an ordinary run's checkpoint."""
+        schedulers = self.schedulers.member_state_dicts()
+        return [{
+            "model": self.member_model_state(k),
+            "optimizer": _member_optimizer_state(self.optimizer, k),
+            "auxiliary_optimizers": {n: _member_optimizer_state(o, k) for n, o in self.auxiliary_optimizers.items()},
+            "scheduler": schedulers[k],
+            "sampler": self.samplers[k].state_dict(),
+            "noise": self.noise_generators[k].get_state(),
+        } for k in range(self.size)]
+
+    def load_member_states(self, states: list[dict]) -> None:
+        """Continue from the members' checkpoints (all of one step)."""
+        with torch.no_grad():
+            for n, p in self.params.items():
+                p.copy_(torch.stack([s["model"][n] for s in states]).to(p.device))
+            for n, b in self.buffers.items():
+                b.copy_(torch.stack([s["model"][n] for s in states]).to(b.device))
+        self.optimizer.load_state_dict(_stacked_optimizer_state([s["optimizer"] for s in states]))
+        for name, optimizer in self.auxiliary_optimizers.items():
+            optimizer.load_state_dict(_stacked_optimizer_state([s["auxiliary_optimizers"][name] for s in states]))
+        self.schedulers.load_member_state_dicts([s["scheduler"] for s in states])
+        for k, s in enumerate(states):
+            self.samplers[k].load_state_dict(s["sampler"])
+            self.noise_generators[k].set_state(s["noise"])
+
+    def write_back(self) -> None:
+        """Copy the trained parameters into the member models (for evaluation)."""
+        for k, model in enumerate(self.models):
+            model.load_state_dict(self.member_model_state(k))
+
+
+def _member_optimizer_state(optimizer: torch.optim.Optimizer, k: int) -> dict:
+    state = optimizer.state_dict()
+    return {"state": {i: {key: (v[k].clone() if key != "step" else v.clone()) for key, v in s.items()}
+                      for i, s in state["state"].items()},
+            "param_groups": copy.deepcopy(state["param_groups"])}
+
+
+def _stacked_optimizer_state(states: list[dict]) -> dict:
+    first = states[0]
+    return {"state": {i: {key: (torch.stack([s["state"][i][key] for s in states]) if key != "step" else v)
+                          for key, v in per_param.items()}
+                      for i, per_param in first["state"].items()},
+            "param_groups": first["param_groups"]}
+
+
+def estimate_memory_bytes(models: list[nn.Module], protocol, num_images: int, image_shape) -> int:
+    """A generous estimate of what a group needs on its device: parameters with
+    their gradients and Adam moments, the activations of one step, the images."""
+    parameters = sum(p.numel() for p in models[0].parameters()) * 4 * 4 * len(models)
+    c, h, w = image_shape
+    # conv64's activations, about 25 values per input pixel per image, kept for
+    # backward and mirrored by their gradients; x3 for temporaries
+    activations = protocol.batch_size * c * h * w * 25 * 4 * 2 * 3 * len(models)
+    return int(parameters + activations + num_images * c * h * w)
+
+
+def available_memory_bytes(device) -> int | None:
+    device = torch.device(device)
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    if device.type == "cpu":
+        try:
+            with open("/proc/meminfo") as f:
+                for line in f:
+                    if line.startswith("MemAvailable:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            return None
+    return None
