@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Speed of one training step, and (on CUDA) proof that it never waits for the GPU.
 
-For each model it times ``disbench.training.loop.training_step`` — forward, β from
-the scheduler, loss, backward, Adam, auxiliary update — on random binary 64x64
-batches held on the device as uint8, exactly as a run does. On CUDA it then runs
+For each model it times the training step of a run (``RunGroup.step`` of a group
+of one) — forward, β from the scheduler, loss, backward, Adam, auxiliary update —
+on random binary 64x64 batches held on the device as uint8, exactly as a run does. On CUDA it then runs
 steps under ``torch.cuda.set_sync_debug_mode("error")``: any host–device
 synchronisation inside the step (an ``.item()``, a ``float(tensor)``, a Python
 ``if`` on a tensor) raises, and the benchmark reports it.
@@ -22,9 +22,9 @@ import time
 import torch
 
 from disbench.builders import resolve_device
-from disbench.data import DeviceSampler
+from disbench.config import Protocol
 from disbench.plugins import get_registry
-from disbench.training.loop import training_step
+from disbench.training.group import RunGroup
 
 
 def bench_model(name: str, device: torch.device, batch: int, steps: int, warmup: int = 5) -> dict:
@@ -32,22 +32,21 @@ def bench_model(name: str, device: torch.device, batch: int, steps: int, warmup:
     images = (torch.rand(4096, 1, 64, 64) > 0.9).to(torch.uint8) * 255
     model = get_registry("models").get(name)(latent_dim=10, num_channels=1, likelihood="bernoulli",
                                              dataset_size=737_280).to(device)
-    optimizer = torch.optim.Adam(model.main_parameters(), lr=1e-4, betas=(0.9, 0.99))
-    sampler = DeviceSampler(images, batch, device, seed=0)
+    group = RunGroup([model], images, [0], Protocol(batch_size=batch, lr=1e-4, adam_betas=(0.9, 0.99)), device)
     step = 0
     for _ in range(warmup):
         step += 1
-        training_step(model, optimizer, sampler, step)
+        group.step(step)
     synchronize(device)
     started = time.perf_counter()
     for _ in range(steps):
         step += 1
-        training_step(model, optimizer, sampler, step)
+        group.step(step)
     synchronize(device)
     seconds = (time.perf_counter() - started) / steps
     out = {"ms_per_step": round(seconds * 1e3, 3), "images_per_s": round(batch / seconds, 1)}
     if device.type == "cuda":
-        out["host_syncs_in_step"] = sync_check(model, optimizer, sampler, step)
+        out["host_syncs_in_step"] = sync_check(group, step)
     return out
 
 
@@ -56,13 +55,13 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def sync_check(model, optimizer, sampler, step: int) -> str:
+def sync_check(group, step: int) -> str:
     """'none', or the error raised by the first synchronising call."""
     torch.cuda.set_sync_debug_mode("error")
     try:
         for _ in range(3):
             step += 1
-            training_step(model, optimizer, sampler, step)
+            group.step(step)
         return "none"
     except RuntimeError as exc:
         return f"SYNC: {str(exc).splitlines()[0]}"

@@ -1,12 +1,16 @@
 #!/usr/bin/env python
 """The GPU check: what this CPU-only project can only verify where CUDA exists.
 
-1. The training step never waits for the GPU (``bench_train_step.py --device cuda``
-   runs it under ``torch.cuda.set_sync_debug_mode("error")``).
+1. Throughput (``bench_throughput.py --device cuda``): the reference loop, a run,
+   bf16 / channels_last, and fused groups up to K = 64, each step also run under
+   ``torch.cuda.set_sync_debug_mode("error")`` (a host sync in the step fails).
 2. Resume on CUDA: a deterministic run is killed with SIGKILL after its first
    checkpoint, resumed with ``--resume``, and must end bit-identical to the same
    run trained without interruption (checkpoint RNG states are restored on the CPU
    whatever the device).
+3. A fused compare (4 seeds of DynamicVAE as one group) killed with SIGKILL after
+   its first checkpoint and run again: every member ends bit-identical to an
+   uninterrupted fused compare.
 
 Writes ``OUT/gpu_check.json`` (OUT: argument or $OUT) and exits 1 if a check failed.
 
@@ -26,7 +30,8 @@ from pathlib import Path
 import torch
 
 SMALL_GRID = "dsprites_synth.factor_sizes = (3, 6, 10, 16, 16)"
-STEPS, CHECKPOINT_EVERY = 600, 200
+STEPS = int(os.environ.get("GPU_CHECK_STEPS", 600))  # a shorter dry run on the CPU: GPU_CHECK_STEPS=60
+CHECKPOINT_EVERY = STEPS // 3
 DEVICE = os.environ.get("GPU_CHECK_DEVICE", "cuda")  # 'cpu': a dry run of the resume check here
 
 
@@ -58,26 +63,58 @@ def killed_and_resumed(root: Path) -> dict:
             "hardware": json.loads((straight / "results.json").read_text()).get("hardware")}
 
 
+def compare_command(out: Path) -> list[str]:
+    return [sys.executable, "-m", "disbench", "compare", "--models", "dynamicvae", "--seeds", "1-4",
+            "--protocol", "smoke", "--steps", str(STEPS), "--gin_param", SMALL_GRID,
+            "--gin_param", f"Protocol.checkpoint_every = {CHECKPOINT_EVERY}", "--deterministic", "--fuse", "4",
+            "--metrics", "mig", "--no-figures", "--device", DEVICE, "--out", str(out)]
+
+
+def fused_compare_killed_and_resumed(root: Path) -> dict:
+    straight, killed = root / "straight", root / "killed"
+    started = time.perf_counter()
+    subprocess.run(compare_command(straight), check=True, capture_output=True)
+    seconds = time.perf_counter() - started
+    process = subprocess.Popen(compare_command(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = killed / "runs" / "dynamicvae" / "seed4" / "checkpoint.pt"
+    while not checkpoint.exists() and process.poll() is None:
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    again = subprocess.run(compare_command(killed), capture_output=True, text=True)
+    identical = again.returncode == 0
+    for seed in range(1, 5):
+        a = torch.load(straight / "runs" / "dynamicvae" / f"seed{seed}" / "checkpoint.pt", weights_only=True)
+        b = torch.load(killed / "runs" / "dynamicvae" / f"seed{seed}" / "checkpoint.pt", weights_only=True)
+        identical = identical and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    return {"ok": identical, "rerun_returncode": again.returncode, "rerun_output": again.stdout[-1500:],
+            "rerun_stderr": again.stderr[-1500:], "seconds_uninterrupted_compare": round(seconds, 1)}
+
+
 def main() -> int:
     out = Path(sys.argv[1] if len(sys.argv) > 1 else os.environ.get("OUT", "gpu_check_out"))
     out.mkdir(parents=True, exist_ok=True)
     if DEVICE == "cpu":
-        result = killed_and_resumed(out / "runs")
+        result = {"resume": killed_and_resumed(out / "resume"),
+                  "fused_compare": fused_compare_killed_and_resumed(out / "fused_compare")}
         print(json.dumps(result, indent=2))
-        return 0 if result["ok"] else 1
+        return 0 if all(r["ok"] for r in result.values()) else 1
     if not torch.cuda.is_available():
         print("gpu_check: no CUDA device here (GPU_CHECK_DEVICE=cpu runs the resume check on the CPU)",
               file=sys.stderr)
         return 2
     summary = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "cuda": torch.version.cuda}
-    step = subprocess.run([sys.executable, str(Path(__file__).with_name("bench_train_step.py")), "--device", "cuda",
-                           "--json", str(out / "train_step.json")], capture_output=True, text=True)
-    summary["train_step"] = {"ok": step.returncode == 0, "output": step.stdout[-3000:] + step.stderr[-2000:]}
-    try:
-        summary["resume"] = killed_and_resumed(out / "runs")
-    except Exception as exc:  # report, don't hide: the summary is the point
-        summary["resume"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-    summary["ok"] = summary["train_step"]["ok"] and summary["resume"]["ok"]
+    throughput = subprocess.run([sys.executable, str(Path(__file__).with_name("bench_throughput.py")),
+                                 "--device", "cuda", "--ks", "2,4,8,16,32,64", "--steps", "20",
+                                 "--json", str(out / "throughput.json")], capture_output=True, text=True)
+    summary["throughput"] = {"ok": throughput.returncode == 0,
+                             "output": throughput.stdout[-4000:] + throughput.stderr[-2000:]}
+    for name, check in (("resume", killed_and_resumed), ("fused_compare", fused_compare_killed_and_resumed)):
+        try:
+            summary[name] = check(out / name)
+        except Exception as exc:  # report, don't hide: the summary is the point
+            summary[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    summary["ok"] = all(summary[k]["ok"] for k in ("throughput", "resume", "fused_compare"))
     (out / "gpu_check.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
     return 0 if summary["ok"] else 1
