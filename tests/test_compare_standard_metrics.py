@@ -2,6 +2,7 @@
 both representations labelled, and the long-format CSV's representation column."""
 
 import csv
+import inspect
 import io
 import json
 
@@ -10,6 +11,7 @@ import pytest
 
 from disbench.cli import main
 from disbench.compare.aggregate import aggregate
+from disbench.compare.plan import plan_runs
 from disbench.compare.tables import csv_text, markdown
 from tests.compare_helpers import md_table, results
 from tests.conftest import TOY_PROTOCOL
@@ -86,3 +88,28 @@ def test_results_saved_before_representations_read_as_the_mean(tmp_path):
     assert md_table(markdown(comparison), "MIG (mean representation)")[0] == ["model", "n", "a", "b", "MIG", "failed"]
     assert {r["representation"] for r in csv.DictReader(io.StringIO(csv_text(comparison)))
             if r["metric"] == "mig"} == {"mean"}
+
+
+@pytest.mark.skipif("representations" not in inspect.signature(plan_runs).parameters,
+                    reason="compare --representation is wired in disbench/cli/compare_cmd.py and compare/plan.py")
+def test_compare_with_both_representations_end_to_end(toy_host, tmp_path, capsys):
+    gin_file = tmp_path / "small_metrics.gin"
+    gin_file.write_text(SMALL_GIN)
+
+    def compare(metrics):
+        return main(["compare", "--models", "vae", "--seeds", "1", "--protocol", TOY_PROTOCOL, "--out", "cmp",
+                     "--metrics", metrics, "--representation", "mean,sampled", "--gin_file", str(gin_file),
+                     "--device", "cpu", "--no-progress", "--no-figures"])
+
+    assert compare("toy_metric") == 2  # toy_metric declares no sampled form: refused before anything is made
+    assert "metric 'toy_metric' has no sampled form" in capsys.readouterr().err and not (tmp_path / "cmp").exists()
+    assert compare("unsupervised,toy_metric@mean") == 0  # a name with its representation keeps it
+    metrics = results(tmp_path / "cmp" / "runs" / "vae" / "seed1")["metrics"]
+    assert set(metrics) == {"toy_metric", "unsupervised", "unsupervised@sampled"}
+    manifest = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert manifest["metrics"] == ["unsupervised", "unsupervised@sampled", "toy_metric"]
+    assert "--representation mean,sampled" in manifest["command"]
+    md = (tmp_path / "cmp" / "table.md").read_text()
+    assert md_table(md, "UNSUPERVISED (sampled representation)")[1][0] == "vae"
+    capsys.readouterr()
+    assert compare("unsupervised,toy_metric@mean") == 0 and "all complete" in capsys.readouterr().out
