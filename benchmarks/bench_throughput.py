@@ -181,8 +181,13 @@ def main(argv=None) -> int:
             results[name]["host_syncs_in_step"] = sync_check(runner)
         print(f"{name:>22}: {results[name]}", flush=True)
     setup["load_average_after"] = os.getloadavg()
-    if args.json:
-        with open(args.json, "w") as f:
+    return finish(setup, results, args.json)
+
+
+def finish(setup: dict, results: dict, json_path: str | None) -> int:
+    """Write the JSON (if asked); exit status 1 if any step synchronised with the host."""
+    if json_path:
+        with open(json_path, "w") as f:
             json.dump({"setup": setup, "results": results}, f, indent=2)
     syncs = [n for n, r in results.items() if r.get("host_syncs_in_step", "none") != "none"]
     return 1 if syncs else 0

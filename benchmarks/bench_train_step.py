@@ -26,6 +26,19 @@ from disbench.config import Protocol
 from disbench.plugins import get_registry
 from disbench.training.group import RunGroup
 
+from bench_throughput import finish, sync_check, synchronize  # noqa: E402  (this folder is on sys.path)
+
+
+class Stepper:
+    """A group's next steps, as bench_throughput's sync check calls them."""
+
+    def __init__(self, group, step: int):
+        self.group, self.t = group, step
+
+    def step(self) -> None:
+        self.t += 1
+        self.group.step(self.t)
+
 
 def bench_model(name: str, device: torch.device, batch: int, steps: int, warmup: int = 5) -> dict:
     torch.manual_seed(0)
@@ -46,27 +59,8 @@ def bench_model(name: str, device: torch.device, batch: int, steps: int, warmup:
     seconds = (time.perf_counter() - started) / steps
     out = {"ms_per_step": round(seconds * 1e3, 3), "images_per_s": round(batch / seconds, 1)}
     if device.type == "cuda":
-        out["host_syncs_in_step"] = sync_check(group, step)
+        out["host_syncs_in_step"] = sync_check(Stepper(group, step))
     return out
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def sync_check(group, step: int) -> str:
-    """'none', or the error raised by the first synchronising call."""
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        for _ in range(3):
-            step += 1
-            group.step(step)
-        return "none"
-    except RuntimeError as exc:
-        return f"SYNC: {str(exc).splitlines()[0]}"
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
 
 
 def main(argv=None) -> int:
@@ -86,11 +80,7 @@ def main(argv=None) -> int:
     for name in args.models.split(","):
         results[name] = bench_model(name, device, args.batch, args.steps)
         print(f"{name:>12}: {results[name]}", flush=True)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"setup": setup, "results": results}, f, indent=2)
-    syncs = [n for n, r in results.items() if r.get("host_syncs_in_step", "none") != "none"]
-    return 1 if syncs else 0
+    return finish(setup, results, args.json)
 
 
 if __name__ == "__main__":

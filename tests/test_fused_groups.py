@@ -1,10 +1,8 @@
 """Fused groups: K runs trained as one computation are K ordinary runs."""
 
 import json
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +11,7 @@ import torch
 from disbench.cli import main
 from disbench.training.scalars import read_scalars
 from tests.conftest import TOY_PROTOCOL
-from tests.test_training import _toy_entry_point
+from tests.test_training import _toy_entry_point, kill_after_checkpoint
 
 MODELS = ["dynamicvae", "controlvae", "vae", "betavae_b", "factorvae", "betatcvae"]
 
@@ -127,17 +125,8 @@ def test_a_killed_group_resumes_bit_identical(tmp_path):
            "--gin_param", "Protocol.batch_size = 4"]
     subprocess.run(cmd + ["--out", "whole"], env=env, check=True, capture_output=True)
 
-    proc = subprocess.Popen(cmd + ["--out", "killed"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    ckpt = Path("killed/runs/betavae_b/seed2/checkpoint.pt")
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if ckpt.exists() and torch.load(ckpt, weights_only=True)["step"] >= 30:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the group finished before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert torch.load(ckpt, weights_only=True)["step"] < 150
+    kill_after_checkpoint(cmd + ["--out", "killed"], env, Path("killed/runs/betavae_b/seed2/checkpoint.pt"),
+                          at_least=30, total=150)
     done = subprocess.run(cmd + ["--out", "killed"], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "2 to resume" in done.stdout

@@ -98,23 +98,27 @@ def _toy_entry_point(tmp_path):
     return env
 
 
+def kill_after_checkpoint(cmd, env, checkpoint: Path, *, at_least: int, total: int) -> None:
+    """Start ``cmd``, SIGKILL it once ``checkpoint`` holds step >= ``at_least``, check it was cut short."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if checkpoint.exists() and torch.load(checkpoint, weights_only=True)["step"] >= at_least:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "it finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert torch.load(checkpoint, weights_only=True)["step"] < total
+
+
 def test_killed_process_resumes_bit_identical(tmp_path):
     env = _toy_entry_point(tmp_path)
     cmd = [sys.executable, "-m", "disbench", "train", "--model", "vae", "--protocol", TOY_PROTOCOL,
            "--device", "cpu", "--no-eval", "--steps", "150", "--gin_param", "Protocol.batch_size = 4"]
     subprocess.run(cmd + ["--out", "whole"], env=env, check=True, capture_output=True)
 
-    proc = subprocess.Popen(cmd + ["--out", "killed"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    ckpt = Path("killed/checkpoint.pt")
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if ckpt.exists() and torch.load(ckpt, weights_only=True)["step"] >= 30:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run finished before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert torch.load(ckpt, weights_only=True)["step"] < 150
+    kill_after_checkpoint(cmd + ["--out", "killed"], env, Path("killed/checkpoint.pt"), at_least=30, total=150)
     subprocess.run([sys.executable, "-m", "disbench", "train", "--resume", "--out", "killed", "--device", "cpu",
                     "--no-eval"], env=env, check=True, capture_output=True)
     whole, killed = final_weights("whole"), final_weights("killed")

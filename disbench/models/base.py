@@ -27,6 +27,7 @@ and may differ in their scheduler's.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from functools import cached_property
 from typing import Any, Callable
 
 import torch
@@ -50,8 +51,8 @@ class Terms:
     recon: torch.Tensor
     kl_per_dim: torch.Tensor
 
-    @property
-    def kl(self) -> torch.Tensor:
+    @cached_property
+    def kl(self) -> torch.Tensor:  # summed once per step, however often it is read
         return self.kl_per_dim.sum(-1)
 
     def as_dict(self) -> dict:
