@@ -29,14 +29,15 @@ from gin import config_parser
 from .errors import DisbenchError
 
 # Protocol fields that change how a run is carried out, not what is compared.
-NOT_FINGERPRINTED = ("data_root", "log_every", "checkpoint_every", "eval_every", "deterministic", "compile")
+NOT_FINGERPRINTED = ("data_root", "log_every", "checkpoint_every", "eval_every", "deterministic", "compile",
+                     "image_every")
 # Settings added after fingerprints were first recorded enter the fingerprint only when
 # set away from their default, so that earlier runs keep theirs.
 ADDED_LATER = {"precision": "fp32", "channels_last": False}
 PRECISIONS = ("fp32", "bf16")
 COMPILE_MODES = ("none", "compile")
-# Bindings a resumed run may change (where the data lies); any other change is refused.
-CHANGEABLE_ON_RESUME = ("Protocol.data_root",)
+# Bindings a resumed run may change (where the data lies, who watches it); any other change is refused.
+CHANGEABLE_ON_RESUME = ("Protocol.data_root", "Run.loggers")
 
 
 @gin.configurable
@@ -54,6 +55,7 @@ class Protocol:
     metrics: tuple = ()          # registered metric names, evaluated at the end of training
     eval_every: int = 0          # also evaluate metrics every N steps (paper Fig. 6); 0: only at the end
     log_every: int = 100
+    image_every: int = 0         # reconstructions and a traversal to the run's loggers every N steps; 0: none
     checkpoint_every: int = 5_000
     deterministic: bool = False  # deterministic kernels (see disbench.determinism)
     precision: str = "fp32"      # 'bf16': convolutions and linear layers under bf16 autocast
@@ -65,8 +67,10 @@ class Protocol:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise DisbenchError(f"Protocol.{name} must be a positive integer, got {value!r}")
-        if not isinstance(self.eval_every, int) or self.eval_every < 0:
-            raise DisbenchError(f"Protocol.eval_every must be an integer >= 0, got {self.eval_every!r}")
+        for name in ("eval_every", "image_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise DisbenchError(f"Protocol.{name} must be an integer >= 0, got {value!r}")
         for name in ("deterministic", "channels_last"):
             if not isinstance(getattr(self, name), bool):
                 raise DisbenchError(f"Protocol.{name} must be True or False, got {getattr(self, name)!r}")
@@ -88,17 +92,25 @@ class Protocol:
 @gin.configurable
 @dataclass(frozen=True)
 class Run:
-    """What varies between runs of one protocol: the model and the seed."""
+    """What varies between runs of one protocol: the model and the seed (and who
+    watches the run: its loggers, which change nothing in it and are not part of
+    the protocol fingerprint)."""
 
     model: str | None = None
     seed: int = 0
     scheduler: str | None = None  # a registered β scheduler overriding the model's default
+    loggers: tuple = ()           # registered logger names (--logger NAME), e.g. ('tensorboard',)
 
     def __post_init__(self):
         if not self.model:
             raise DisbenchError("no model chosen: pass --model NAME or bind Run.model = 'NAME'")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise DisbenchError(f"Run.seed must be an integer >= 0, got {self.seed!r}")
+        loggers = (self.loggers,) if isinstance(self.loggers, str) else self.loggers
+        if not isinstance(loggers, (tuple, list)) or not all(isinstance(n, str) and n for n in loggers):
+            raise DisbenchError(f"Run.loggers must be a list of logger names, e.g. ['tensorboard'], "
+                                f"got {self.loggers!r}")
+        object.__setattr__(self, "loggers", tuple(dict.fromkeys(loggers)))  # in order, each once
 
 
 # -- locating gin files -------------------------------------------------------
@@ -232,6 +244,25 @@ def current_bindings() -> dict[str, str]:
         for arg, value in params.items():
             out[f"{scope + '/' if scope else ''}{name}.{arg}"] = repr(value)
     return out
+
+
+def default_binding(key: str) -> str | None:
+    """repr of the default value of ``'Name.param'``'s parameter (None if unknown):
+    binding a parameter to its default configures the same as not binding it."""
+    import inspect
+
+    selector, _, param = key.rpartition("/")[2].rpartition(".")
+    configurable = gin.config._REGISTRY.get_match(selector)  # gin has no public lookup
+    if configurable is None:
+        return None
+    fn = configurable.wrapped
+    try:
+        parameter = inspect.signature(fn.__init__ if inspect.isclass(fn) else fn).parameters.get(param)
+    except (TypeError, ValueError):
+        return None
+    if parameter is None or parameter.default is inspect.Parameter.empty:
+        return None
+    return repr(parameter.default)
 
 
 def _query(key: str):

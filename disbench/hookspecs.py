@@ -41,6 +41,22 @@ def register_datasets(registry):
 
 
 @hookspec
+def register_loggers(registry):
+    """Add loggers that watch runs: ``registry.add("name", LoggerClass)``.
+
+    A logger class (see :class:`disbench.loggers.Logger`) is called once per run
+    (per member of a fused group) as ``LoggerClass(run_info)`` before training
+    starts, then receives the run's config once, each row written to
+    ``scalars.jsonl``, metric results (during training and at the end), images
+    every ``Protocol.image_every`` steps, and ``close(status)``; all but the
+    constructor run in a background thread. An optional classmethod ``check()``
+    raises :class:`disbench.errors.DisbenchError` when the logger cannot work
+    here (a library not installed); it runs before a run is created. Runs
+    choose loggers with ``--logger NAME`` or ``Run.loggers``.
+    """
+
+
+@hookspec
 def register_commands(subparsers):
     """Add CLI sub-commands to the ``disbench`` argparse ``subparsers``.
 

@@ -29,7 +29,8 @@ from .registry import Registry
 ENTRY_POINT_GROUP = "disbench"
 DISABLE_ENV = "DISBENCH_DISABLE_PLUGINS"
 BUILTIN_PLUGINS = {"disbench.baselines": "disbench.baselines", "disbench.datasets": "disbench.datasets.plugin",
-                   "disbench.standard_metrics": "disbench.standard_metrics.plugin"}
+                   "disbench.standard_metrics": "disbench.standard_metrics.plugin",
+                   "disbench.loggers": "disbench.loggers.plugin"}
 
 # registry kind -> the hook that fills it
 REGISTRY_HOOKS = {
@@ -38,9 +39,10 @@ REGISTRY_HOOKS = {
     "setpoints": "register_setpoints",
     "metrics": "register_metrics",
     "datasets": "register_datasets",
+    "loggers": "register_loggers",
 }
 _SINGULAR = {"models": "model", "schedulers": "scheduler", "setpoints": "set point",
-             "metrics": "metric", "datasets": "dataset"}
+             "metrics": "metric", "datasets": "dataset", "loggers": "logger"}
 
 
 @dataclass

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import gin
 
-from .config import (CHANGEABLE_ON_RESUME, ConfigSources, config_notes, current_bindings, parse_saved_config,
-                     parse_sources)
+from .config import (CHANGEABLE_ON_RESUME, ConfigSources, config_notes, current_bindings, default_binding,
+                     parse_saved_config, parse_sources)
 from .errors import DisbenchError
 from .io import atomic_write_text
 from .runs import CONFIG_NAME, RESULTS_NAME, load_results, update_results
@@ -37,6 +37,7 @@ def prepare_new_run(run_dir: Path, sources: ConfigSources, model: str | None, *,
     if run_dir_has_run(run_dir):
         raise DisbenchError(f"{run_dir} already holds a run: continue it with --resume, or choose another --out")
     check_run_config()
+    check_configured_loggers()
     make_output_dir(run_dir)
     atomic_write_text(run_dir / CONFIG_NAME, gin.config_str())
     update_results(run_dir, status="created", evaluate_at_end=bool(evaluate), config_notes=config_notes())
@@ -79,8 +80,17 @@ def prepare_resume(run_dir: Path, sources: ConfigSources | None = None, model: s
     run_dir = Path(run_dir)
     load_results(run_dir)  # refuses a directory that is not a run
     check_same_config(run_dir, sources, model)
+    check_configured_loggers()
     checkpoint = run_dir / CHECKPOINT_NAME
     return int(load_checkpoint(checkpoint)["step"]) if checkpoint.is_file() else None
+
+
+def check_configured_loggers() -> None:
+    """The configured ``Run.loggers`` exist and can work here (before anything starts)."""
+    from .config import build_run
+    from .loggers.hub import check_loggers
+
+    check_loggers(build_run().loggers)
 
 
 def check_same_config(run_dir: Path, sources: ConfigSources | None, model: str | None) -> None:
@@ -104,8 +114,9 @@ def check_same_config(run_dir: Path, sources: ConfigSources | None, model: str |
     parse_sources(sources, model=chosen)
     requested = current_bindings()
     run_level_first = lambda key: (key.split(".")[0] not in ("Run", "Protocol"), key)  # noqa: E731
+    value = lambda bindings, k: bindings.get(k, default_binding(k))  # noqa: E731  (unset = the default)
     differ = [k for k in sorted(set(saved) | set(requested), key=run_level_first)
-              if saved.get(k) != requested.get(k) and k not in CHANGEABLE_ON_RESUME]
+              if value(saved, k) != value(requested, k) and k not in CHANGEABLE_ON_RESUME]
     if differ:
         shown = "; ".join(f"{k}: {saved.get(k, 'unset')} -> {requested.get(k, 'unset')}" for k in differ[:4])
         more = f" (and {len(differ) - 4} more)" if len(differ) > 4 else ""
@@ -141,10 +152,12 @@ def train_and_evaluate_group(run_dirs: list[Path], *, device, resume: bool, eval
 
     ``evaluate=None`` keeps what each run was started with (``--no-eval`` is
     remembered). ``on_trained(results)`` is called for each member between the
-    two (the CLI reports training there).
+    two (the CLI reports training there). Each member's loggers (``Run.loggers``)
+    watch the training and get the final metrics, then are closed.
     """
     from .builders import build_configured_run
-    from .evaluation import evaluate_built
+    from .loggers.hub import LoggerHub
+    from .runs import read_results
     from .training.loop import train_group
 
     run_dirs = [Path(d) for d in run_dirs]
@@ -158,9 +171,32 @@ def train_and_evaluate_group(run_dirs: list[Path], *, device, resume: bool, eval
     for run_dir in run_dirs:
         if evaluate is not None:
             update_results(run_dir, evaluate_at_end=bool(evaluate))
-    results = train_group(run_dirs, builts, resume=resume, progress=progress)
+    hub = LoggerHub.for_runs([b.run.loggers for b in builts])
+    statuses = ["interrupted"] * len(run_dirs)
+    try:
+        results = train_group(run_dirs, builts, resume=resume, progress=progress, loggers=hub)
+        statuses = [r.get("status", "failed") for r in results]
+        out = _evaluate_members(run_dirs, builts, results, metrics, progress, on_trained, hub)
+    except Exception:
+        statuses = [(read_results(d) or {}).get("status") or "failed" for d in run_dirs]
+        statuses = ["failed" if s in ("running", "created") else s for s in statuses]
+        raise
+    finally:
+        if hub is not None:
+            hub.finish(statuses)
+            updated = hub.record_failures()
+    if hub is not None:
+        out = [updated.get(k, r) for k, r in enumerate(out)]
+    return out
+
+
+def _evaluate_members(run_dirs, builts, results, metrics, progress, on_trained, hub) -> list[dict]:
+    """Evaluate each complete member (see :func:`train_and_evaluate_group`); its
+    loggers get the metrics its results.json then holds."""
+    from .evaluation import evaluate_built
+
     out = []
-    for run_dir, built, result in zip(run_dirs, builts, results):
+    for k, (run_dir, built, result) in enumerate(zip(run_dirs, builts, results)):
         if result.get("status") != "complete":
             out.append(result)
             continue
@@ -172,5 +208,7 @@ def train_and_evaluate_group(run_dirs: list[Path], *, device, resume: bool, eval
                 parse_saved_config(run_dir / CONFIG_NAME)  # the member's own metric settings
             built.model.eval()
             result = evaluate_built(run_dir, built, names, progress=progress, previous=result.get("metrics", {}))
+        if hub is not None and result.get("metrics"):
+            hub.metrics(k, int(result.get("steps") or built.protocol.steps), result["metrics"], final=True)
         out.append(result)
     return out

@@ -8,7 +8,9 @@ import numpy as np
 import torch
 
 from disbench.data import DatasetInfo, FactorGridDataset, ImageDataset
+from disbench.errors import DisbenchError
 from disbench.hookspecs import hookimpl
+from disbench.loggers import Logger
 from disbench.metrics import require_factors
 from disbench.models import VAEModel
 
@@ -155,6 +157,70 @@ class NaNAfter:
 
     def load_state_dict(self, state):
         self.t = state["t"]
+
+
+# What the test loggers received: (logger name, RunInfo, method, args), in order.
+RECORDED: list = []
+
+
+class RecordingLogger(Logger):
+    """Records every call (tests compare what a logger gets with the run's files)."""
+
+    label = "toy_recording"
+
+    def __init__(self, run):
+        super().__init__(run)
+        self._record("__init__")
+
+    def _record(self, method, *args):
+        RECORDED.append((self.label, self.run, method, args))
+
+    def log_config(self, config):
+        self._record("log_config", config)
+
+    def log_scalars(self, step, row):
+        self._record("log_scalars", step, row)
+
+    def log_metrics(self, step, metrics, *, final):
+        self._record("log_metrics", step, metrics, final)
+
+    def log_images(self, step, images):
+        self._record("log_images", step, images)
+
+    def close(self, status):
+        self._record("close", status)
+
+
+class FailingLogger(RecordingLogger):
+    """Raises in its second ``log_scalars`` (and would in every later one)."""
+
+    label = "toy_failing"
+
+    def log_scalars(self, step, row):
+        super().log_scalars(step, row)
+        if sum(1 for r in RECORDED if r[0] == self.label and r[1] == self.run and r[2] == "log_scalars") >= 2:
+            raise OSError("disk full")
+
+
+class FailingAtStartLogger(RecordingLogger):
+    label = "toy_failing_start"
+
+    def __init__(self, run):
+        raise RuntimeError("cannot reach the server")
+
+
+class UnavailableLogger(Logger):
+    @classmethod
+    def check(cls):
+        raise DisbenchError("logger 'toy_unavailable' needs the toylib package: pip install toylib")
+
+
+@hookimpl
+def register_loggers(registry):
+    registry.add("toy_recording", RecordingLogger)
+    registry.add("toy_failing", FailingLogger)
+    registry.add("toy_failing_start", FailingAtStartLogger)
+    registry.add("toy_unavailable", UnavailableLogger)
 
 
 @hookimpl

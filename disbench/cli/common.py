@@ -13,6 +13,12 @@ def add_device_option(parser) -> None:
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto)")
 
 
+def add_logger_option(parser) -> None:
+    parser.add_argument("--logger", action="append", default=[], metavar="NAME",
+                        help="watch each run with a registered logger, e.g. tensorboard (repeatable; sets "
+                             "Run.loggers; `disbench plugins` lists the loggers)")
+
+
 def add_progress_option(parser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 

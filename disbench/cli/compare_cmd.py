@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..config import config_notes
 from ..errors import DisbenchError
-from ..runner import check_output_dir
+from ..runner import check_configured_loggers, check_output_dir
 from .common import add_progress_option, option_list
 from .train_cmd import add_config_options, sources_from_args
 
@@ -59,6 +59,8 @@ def command_line(args, models: list[str]) -> str:
     for b in args.gin_param:
         parts += ["--gin_param", b]
     parts += ["--deterministic"] * args.deterministic
+    for name in args.logger:
+        parts += ["--logger", name]
     parts += ["--fuse", args.fuse] if args.fuse else []
     parts += ["--jobs", str(args.jobs), "--device", args.device]
     parts += ["--retry-failed"] * args.retry_failed + ["--no-figures"] * args.no_figures
@@ -83,6 +85,7 @@ def run_compare(args) -> int:
     check_output_dir(out)
 
     plan = plan_runs(out, models, seeds, sources_from_args(args), metrics, args.retry_failed)
+    check_configured_loggers()  # the loggers the plan's configuration names (--logger, Run.loggers)
     for note in config_notes():
         print(f"note: {note}", file=sys.stderr)
     todo = plan.todo

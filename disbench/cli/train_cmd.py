@@ -12,7 +12,7 @@ from ..errors import DisbenchError
 from ..runner import prepare_new_run, prepare_resume, train_and_evaluate
 from ..plugins import get_registry
 from ..runs import RESULTS_NAME, load_results
-from .common import DATA_ROOT_DEFAULT, add_device_option, add_progress_option, format_metrics
+from .common import DATA_ROOT_DEFAULT, add_device_option, add_logger_option, add_progress_option, format_metrics
 
 
 def add_parser(subparsers) -> None:
@@ -43,6 +43,7 @@ def add_config_options(p) -> None:
     p.add_argument("--steps", type=int, help="override Protocol.steps")
     p.add_argument("--deterministic", action="store_true",
                    help="deterministic kernels (Protocol.deterministic = True; slower on GPUs)")
+    add_logger_option(p)
 
 
 def sources_from_args(args, seed: int | None = None) -> ConfigSources:
@@ -51,13 +52,14 @@ def sources_from_args(args, seed: int | None = None) -> ConfigSources:
         overrides={"Protocol.steps": args.steps, "Protocol.dataset": args.dataset,
                    "Protocol.data_root": args.data_root,
                    "Protocol.deterministic": True if getattr(args, "deterministic", False) else None,
-                   "Run.seed": seed if seed is not None else getattr(args, "seed", None)},
+                   "Run.seed": seed if seed is not None else getattr(args, "seed", None),
+                   "Run.loggers": tuple(getattr(args, "logger", None) or ()) or None},
     )
 
 
 def _changes_config(args) -> bool:
     return any([args.model, args.protocol, args.dataset, args.data_root, args.gin_file, args.gin_param,
-                args.steps is not None, args.seed is not None, args.deterministic])
+                args.steps is not None, args.seed is not None, args.deterministic, args.logger])
 
 
 def run_train(args) -> int:

@@ -34,10 +34,12 @@ def latent_order(kl_per_dim) -> list[int]:
 def traverse(model, image: torch.Tensor, order: list[int], values=TRAVERSAL_VALUES) -> np.ndarray:
     """Decoded images, shape (len(order), len(values), C, H, W), in [0, 1].
 
-    ``image`` is one uint8 image (C, H, W) of the dataset.
+    ``image`` is one image (C, H, W): uint8 as the datasets hold them, or
+    float in [0, 1].
     """
     device = next(model.parameters()).device
-    mu, _ = model.encode(image.float().div(255).unsqueeze(0).to(device))
+    x = image.float().div(255) if image.dtype == torch.uint8 else image.float()
+    mu, _ = model.encode(x.unsqueeze(0).to(device))
     values = torch.as_tensor(values, dtype=mu.dtype, device=device)
     z = mu.repeat(len(order) * len(values), 1)
     for row, j in enumerate(order):

@@ -10,6 +10,13 @@ checkpoint), so no bad state is saved as good. A member that fails is marked
 failed with its last good checkpoint kept; the other members train on.
 
 Each member writes exactly the run directory an unfused run writes.
+
+A member's loggers (``Run.loggers``, :mod:`disbench.loggers`) get its config
+at the start, each row written to ``scalars.jsonl``, the metrics of
+``Protocol.eval_every`` and, every ``Protocol.image_every`` steps, images
+drawn under ``no_grad`` from a copy of its parameters with the random streams
+forked: a run with loggers equals one without, bit for bit. They are called
+in a background thread (:class:`disbench.loggers.hub.LoggerHub`).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from ..builders import BuiltRun
 from ..determinism import hardware_record
 from ..errors import DisbenchError, TrainingDiverged
 from ..io import atomic_write_text
+from ..loggers.base import RunInfo
 from ..progress import progress_bar
 from ..runs import METRICS_LOG_NAME, OPERATIVE_CONFIG_NAME, environment, read_results, update_results
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -87,6 +95,7 @@ class Member:
     scalar_log: ScalarLog | None = None
     metric_log: ScalarLog | None = None
     extra: dict = field(default_factory=dict)
+    loggers: object = None  # the group's LoggerHub, if any member has loggers
 
     @property
     def checkpoint_path(self) -> Path:
@@ -98,6 +107,8 @@ class Member:
         self.failed = f"{reason}; {kept} and the run is marked failed"
         update_results(self.run_dir, status="failed", error=self.failed, failed_at_step=step)
         self.close_logs()
+        if self.loggers is not None:
+            self.loggers.close(self.index, "failed")
         return self.failed
 
     def close_logs(self) -> None:
@@ -116,11 +127,12 @@ def train(run_dir: Path, built: BuiltRun, *, resume: bool = False, progress: boo
 
 
 def train_group(run_dirs: list[Path], builts: list[BuiltRun], *, resume: bool = False,
-                progress: bool | None = None) -> list[dict]:
+                progress: bool | None = None, loggers=None) -> list[dict]:
     """Train the built runs in ``run_dirs`` as one group (from their checkpoints when
-    ``resume``); return each member's results."""
+    ``resume``); return each member's results. ``loggers``: a
+    :class:`disbench.loggers.hub.LoggerHub` for the members (the caller finishes it)."""
     protocol, device = builts[0].protocol, builts[0].device
-    members = [Member(Path(d), b, k) for k, (d, b) in enumerate(zip(run_dirs, builts))]
+    members = [Member(Path(d), b, k, loggers=loggers) for k, (d, b) in enumerate(zip(run_dirs, builts))]
     check_group(builts)
     dataset = builts[0].dataset
     group = RunGroup([b.model for b in builts], dataset.images, [b.run.seed for b in builts], protocol, device)
@@ -159,6 +171,8 @@ def train_group(run_dirs: list[Path], builts: list[BuiltRun], *, resume: bool = 
         m.scalar_log = ScalarLog(m.run_dir / SCALARS_NAME, keep_up_to_step=step)
         if protocol.eval_every:
             m.metric_log = ScalarLog(m.run_dir / METRICS_LOG_NAME, keep_up_to_step=step)
+    if loggers is not None:
+        start_loggers(loggers, members, step)
 
     def alive() -> list[Member]:
         return [m for m in members if not m.failed]
@@ -204,6 +218,10 @@ def train_group(run_dirs: list[Path], builts: list[BuiltRun], *, resume: bool = 
                         continue
                     m.scalar_log.write(row)
                     m.last_row = row
+                    if loggers is not None:
+                        loggers.scalars(m.index, step, row)
+                if loggers is not None:
+                    loggers.record_failures()
                 if alive():
                     bar.update(step - bar.n)
                     bar.set_postfix(_postfix(alive()[0].last_row), refresh=False)
@@ -212,8 +230,13 @@ def train_group(run_dirs: list[Path], builts: list[BuiltRun], *, resume: bool = 
 
                 group.write_back()
                 for m in alive():
-                    m.metric_log.write({"step": step, "metrics": evaluate_model(
-                        m.built.model, dataset, protocol.metrics, seed=m.built.run.seed, device=device)})
+                    evaluated = evaluate_model(m.built.model, dataset, protocol.metrics, seed=m.built.run.seed,
+                                               device=device)
+                    m.metric_log.write({"step": step, "metrics": evaluated})
+                    if loggers is not None:
+                        loggers.metrics(m.index, step, evaluated, final=False)
+            if loggers is not None and protocol.image_every and step % protocol.image_every == 0:
+                send_images(loggers, group, [m for m in alive() if loggers.wants_images(m.index)], step)
             if at_checkpoint and alive():
                 for m in alive():
                     m.scalar_log.sync()
@@ -243,6 +266,43 @@ def train_group(run_dirs: list[Path], builts: list[BuiltRun], *, resume: bool = 
 
 
 FINAL_KEYS = ("recon", "kl", "beta", "loss", "kl_per_dim", "setpoint")
+
+
+def start_loggers(loggers, members: list[Member], step: int) -> None:
+    """Create each member's loggers and give them its config (once per process)."""
+    from ..runs import CONFIG_NAME
+
+    for m in members:
+        b = m.built
+        info = RunInfo(run_dir=m.run_dir, model=b.run.model, seed=b.run.seed, fingerprint=b.fingerprint,
+                       steps=b.protocol.steps, start_step=step, group_index=m.index, group_size=len(members),
+                       group_members=tuple(str(x.run_dir) for x in members))
+        config_path = m.run_dir / CONFIG_NAME
+        config = {"model": b.run.model, "seed": b.run.seed, "run_dir": str(m.run_dir),
+                  "protocol": b.protocol.as_dict(), "protocol_fingerprint": b.fingerprint,
+                  "run": {"model": b.run.model, "seed": b.run.seed, "scheduler": b.run.scheduler,
+                          "loggers": list(b.run.loggers)},
+                  "model_config": b.model.config(), "scheduler": scheduler_config(b.model.scheduler),
+                  "dataset": b.protocol.dataset, "resumed_from_step": step or None,
+                  "fused_group": ({"size": len(members), "index": m.index} if len(members) > 1 else None),
+                  "config_gin": config_path.read_text() if config_path.is_file() else b.operative_config}
+        loggers.start(m.index, info, config)
+    loggers.record_failures()
+
+
+def send_images(loggers, group: RunGroup, members: list[Member], step: int) -> None:
+    """Reconstructions and a traversal of each member's current model, drawn from a
+    copy of its parameters under no_grad with every random stream forked, so that
+    training goes on exactly as without them."""
+    if not members:
+        return
+    from ..loggers.images import cuda_indices, logged_images
+
+    with torch.random.fork_rng(devices=cuda_indices(group.device)):
+        group.write_back()
+        for m in members:
+            kl = (m.last_row or {}).get("kl_per_dim")
+            loggers.images(m.index, step, logged_images(m.built.model, group.samplers[0].images, kl))
 
 
 def scheduler_config(scheduler) -> dict:
