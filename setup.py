@@ -39,11 +39,16 @@ setup(
         "h5py>=3.8",
     ],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6", "scikit-learn>=1.2", "scipy>=1.10"],
+        "test": ["pytest>=7", "hypothesis>=6", "scikit-learn>=1.2", "scipy>=1.10", "tensorboard>=2.10",
+                 "pandas>=1.5"],
         # the disentanglement_lib metrics (dci, sap, modularity, factorvae_score, betavae_score)
         "metrics": ["scikit-learn>=1.2"],
         # cars3d's MATLAB files
         "datasets": ["scipy>=1.10"],
+        # --logger tensorboard
+        "tensorboard": ["tensorboard>=2.10"],
+        # disbench.load_compare(..., as_dataframe=True)
+        "pandas": ["pandas>=1.5"],
     },
     entry_points={
         "console_scripts": ["disbench = disbench.cli:main"],
