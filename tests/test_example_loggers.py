@@ -1,0 +1,188 @@
+"""The W&B and MLflow loggers of examples/ (issue 16), each run against a fake of
+its library injected into sys.modules (the real libraries are not needed): what
+they send equals what the run writes."""
+
+import importlib.util
+import json
+import sys
+import types
+from pathlib import Path
+
+import gin
+import numpy as np
+import pytest
+
+from disbench.cli import main
+from disbench.loggers import metric_tags, scalar_tags
+from disbench.plugins import PluginHost, set_host
+from disbench.training.scalars import read_scalars
+from tests import toy_plugin
+from tests.conftest import TESTS, TOY_PROTOCOL
+
+EXAMPLES = TESTS.parent / "examples"
+
+
+def _example(name: str):
+    """The example plugin module, imported once per session (gin registers its classes)."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, EXAMPLES / name / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@pytest.fixture
+def host_with(request):
+    def make(name):
+        host = PluginHost(entry_points=False, extra_plugins={"toy": toy_plugin, name: _example(name)})
+        set_host(host)
+        return host
+
+    yield make
+    set_host(None)
+    gin.clear_config()
+
+
+def train(out, logger, *extra):
+    return main(["train", "--model", "vae", "--protocol", TOY_PROTOCOL, "--out", str(out), "--device", "cpu",
+                 "--no-progress", "--logger", logger, "--gin_param", "Protocol.image_every = 15", *extra])
+
+
+# -- a fake wandb ------------------------------------------------------------------
+
+class FakeWandbRun:
+    def __init__(self, **kwargs):
+        self.kwargs, self.id = kwargs, kwargs.get("id") or f"fake{len(FAKE_RUNS)}"
+        self.logged, self.summary, self.exit_code = [], {}, None
+        self.config = types.SimpleNamespace(values={}, update=lambda d, allow_val_change=False:
+                                            self.config.values.update(d))
+
+    def log(self, values, step=None):
+        self.logged.append((step, values))
+
+    def finish(self, exit_code=0):
+        self.exit_code = exit_code
+
+
+FAKE_RUNS: list = []
+
+
+def fake_wandb():
+    module = types.ModuleType("wandb")
+
+    def init(**kwargs):
+        FAKE_RUNS.append(FakeWandbRun(**kwargs))
+        return FAKE_RUNS[-1]
+
+    class Image:
+        def __init__(self, data, caption=None):
+            self.data, self.caption = np.asarray(data), caption
+
+    module.init, module.Image = init, Image
+    return module
+
+
+def test_wandb_logger_sends_the_runs_rows_metrics_and_images(host_with, monkeypatch):
+    FAKE_RUNS.clear()
+    monkeypatch.setitem(sys.modules, "wandb", fake_wandb())
+    host = host_with("wandb_logger")
+    assert host.registry("loggers").source("wandb") == "wandb_logger"
+    assert train("run", "wandb", "--gin_param", "WandbLogger.mode = 'offline'") == 0
+    (wb,) = FAKE_RUNS
+    assert wb.kwargs["mode"] == "offline" and wb.kwargs["name"] == "run" and wb.kwargs["group"] == "vae"
+    assert wb.kwargs["reinit"] == "create_new" and wb.kwargs["dir"] == "run"
+    assert Path("run/wandb-run-id").read_text().strip() == wb.id
+    assert wb.config.values["protocol"]["steps"] == 30 and "config_gin" in wb.summary
+
+    rows = read_scalars(Path("run/scalars.jsonl"))
+    scalars = [(step, values) for step, values in wb.logged if "recon" in values]
+    assert scalars == [(r["step"], scalar_tags(r)) for r in rows]
+    assert {"kl_per_dim/z0", "kl_per_dim/z3", "beta", "kl"} <= set(scalars[0][1])
+    results = json.loads(Path("run/results.json").read_text())
+    assert (30, metric_tags(results["metrics"])) in wb.logged
+    assert wb.summary["metrics/toy_metric"] == results["metrics"]["toy_metric"]["score"]
+    images = [(step, values) for step, values in wb.logged if any(k.startswith("images/") for k in values)]
+    assert [step for step, _ in images] == [15, 30]
+    assert images[0][1]["images/traversal"].data.ndim == 2  # one channel: (H, W)
+    assert wb.exit_code == 0 and wb.summary["status"] == "complete"
+
+
+def test_wandb_missing_is_refused_in_one_line(host_with, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "wandb", None)
+    host_with("wandb_logger")
+    assert train("run", "wandb") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "pip install wandb" in err and not Path("run").exists()
+
+
+# -- a fake mlflow -------------------------------------------------------------------
+
+class FakeMlflowClient:
+    calls: list = []
+
+    def __init__(self, tracking_uri=None):
+        self.calls.append(("client", tracking_uri))
+
+    def get_experiment_by_name(self, name):
+        self.calls.append(("get_experiment_by_name", name))
+        return None
+
+    def create_experiment(self, name):
+        self.calls.append(("create_experiment", name))
+        return "7"
+
+    def create_run(self, experiment_id, run_name=None, tags=None):
+        self.calls.append(("create_run", experiment_id, run_name, tags))
+        return types.SimpleNamespace(info=types.SimpleNamespace(run_id=f"r{experiment_id}"))
+
+    def __getattr__(self, name):  # log_batch, log_text, log_image, set_terminated, update_run
+        return lambda *args, **kwargs: self.calls.append((name, args, kwargs))
+
+
+def fake_mlflow():
+    mlflow = types.ModuleType("mlflow")
+    tracking, entities = types.ModuleType("mlflow.tracking"), types.ModuleType("mlflow.entities")
+    tracking.MlflowClient = FakeMlflowClient
+    entities.Metric = lambda key, value, timestamp, step: ("metric", key, value, step)
+    entities.Param = lambda key, value: ("param", key, value)
+    mlflow.tracking, mlflow.entities = tracking, entities
+    return {"mlflow": mlflow, "mlflow.tracking": tracking, "mlflow.entities": entities}
+
+
+def test_mlflow_logger_sends_the_runs_rows_metrics_and_images(host_with, monkeypatch):
+    FakeMlflowClient.calls = []
+    for name, module in fake_mlflow().items():
+        monkeypatch.setitem(sys.modules, name, module)
+    host_with("mlflow_logger")
+    assert train("run", "mlflow", "--gin_param", "MLflowLogger.tracking_uri = 'file:///tmp/x'") == 0
+    calls = FakeMlflowClient.calls
+    assert calls[0] == ("client", "file:///tmp/x")
+    assert ("create_experiment", "disbench") in calls
+    created = next(c for c in calls if c[0] == "create_run")
+    assert created[2] == "run" and created[3]["disbench.model"] == "vae"
+    assert Path("run/mlflow-run-id").read_text().strip() == "r7"
+
+    batches = [c[2] for c in calls if c[0] == "log_batch"]
+    params = [p for b in batches for p in b.get("params", [])]
+    assert ("param", "protocol.steps", "30") in params and ("param", "model", "vae") in params
+    metric_batches = [b["metrics"] for b in batches if b.get("metrics")]
+    rows = read_scalars(Path("run/scalars.jsonl"))
+    sent_rows = [{m[1]: m[2] for m in batch} for batch in metric_batches if any(m[1] == "recon" for m in batch)]
+    assert sent_rows == [scalar_tags(r) for r in rows]
+    assert all(m[3] == r["step"] for batch, r in zip(metric_batches, rows) for m in batch)
+    results = json.loads(Path("run/results.json").read_text())
+    assert {m[1]: m[2] for m in metric_batches[-1]} == metric_tags(results["metrics"])
+    texts = [c[1] for c in calls if c[0] == "log_text"]
+    assert texts == [("r7", Path("run/config.gin").read_text(), "config.gin")]
+    images = [c[1][2] for c in calls if c[0] == "log_image"]
+    assert images == ["images/reconstructions/step_00000015.png", "images/traversal/step_00000015.png",
+                      "images/reconstructions/step_00000030.png", "images/traversal/step_00000030.png"]
+    assert calls[-1] == ("set_terminated", ("r7",), {"status": "FINISHED"})
+
+
+def test_mlflow_keys_are_made_acceptable():
+    module = _example("mlflow_logger")
+    assert module.key("metrics/dci@sampled") == "metrics/dci_sampled"
+    assert module.flatten({"protocol": {"adam_betas": (0.9, 0.99)}, "x": None}) == {
+        "protocol.adam_betas": "(0.9, 0.99)"}
