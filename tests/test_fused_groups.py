@@ -157,3 +157,19 @@ def test_bad_fuse_values_are_one_line_errors(full_host, capsys, value):
     assert compare("out", "vae", "1", "--fuse", value) == 2
     err = capsys.readouterr().err
     assert "--fuse" in err and len(err.strip().splitlines()) == 1
+
+
+def test_fused_groups_run_in_parallel_workers(tmp_path):
+    env = _toy_entry_point(tmp_path)
+    done = subprocess.run([sys.executable, "-m", "disbench", "compare", "--models", "vae", "--seeds", "1-4",
+                           "--protocol", TOY_PROTOCOL, "--out", "par", "--steps", "10", "--no-figures",
+                           "--device", "cpu", "--fuse", "2", "--jobs", "2"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "in 2 worker processes" in done.stdout and "--fuse 2; 2 unit(s) of work" in done.stdout
+    runs = json.loads(Path("par/compare.json").read_text())["runs"]
+    assert [r["status"] for r in runs] == ["complete"] * 4
+    pids = {r["worker"]["pid"] for r in runs}
+    assert len(pids) == 2  # two groups, one per worker
+    groups = {tuple(load(f"par/runs/vae/seed{s}")["fused_group"]["members"]) for s in (1, 2, 3, 4)}
+    assert len(groups) == 2 and all(len(g) == 2 for g in groups)

@@ -323,3 +323,14 @@ def test_train_then_evaluate_builds_the_dataset_once_and_compare_plans_without_i
     assert main(["compare", "--models", "vae", "--seeds", "1", "--protocol", TOY_PROTOCOL, "--out", "cmp",
                  "--no-figures", "--device", "cpu", "--no-progress"]) == 0
     assert toy_plugin.BUILDS["toy_squares"] == 0  # nothing to do: planning reads metadata only
+
+
+def test_binding_a_parameter_to_its_default_is_no_change_on_resume(trained, capsys):
+    interrupt(trained)
+    assert main(["train", "--resume", "--out", "run", "--device", "cpu", "--no-progress",
+                 "--gin_param", "Protocol.precision = 'fp32'"]) == 0  # what the run had, unbound
+    interrupt(trained)
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", "run", "--device", "cpu", "--no-progress",
+                 "--gin_param", "Protocol.precision = 'bf16'"]) == 2
+    one_line_error(capsys, "Protocol.precision: 'fp32' -> 'bf16'")
