@@ -44,6 +44,7 @@ from .arg_checks import integer
 from .kl_window import KLMovingAverage
 
 UNSTARTED, FLOAT, TENSOR = "unstarted", "float", "tensor"
+ANTI_WINDUP_MODES = ("latch", "conditional", "none")
 STATE_FORMAT = 1
 
 
@@ -64,6 +65,10 @@ class _FloatMath:
     def clamp_min(x: float, lo: float) -> float:
         return max(x, lo)
 
+    @staticmethod
+    def both(a: bool, b: bool) -> bool:
+        return a and b
+
 
 class _TensorMath:
     @staticmethod
@@ -71,6 +76,7 @@ class _TensorMath:
         return torch.sigmoid(-e)
 
     where = staticmethod(torch.where)
+    both = staticmethod(torch.logical_and)
 
     @staticmethod
     def clamp_min(x: torch.Tensor, lo: float) -> torch.Tensor:
@@ -97,8 +103,11 @@ class ClosedLoopBetaScheduler:
     beta_min: float
     config: dict
 
-    def __init__(self, *, window: int, setpoint, default_setpoint: Callable[[], Any]):
+    def __init__(self, *, window: int, setpoint, default_setpoint: Callable[[], Any], anti_windup: str = "latch"):
         owner = type(self).__name__
+        if anti_windup not in ANTI_WINDUP_MODES:
+            raise ValueError(f"{owner}.anti_windup must be one of {', '.join(ANTI_WINDUP_MODES)}, got {anti_windup!r}")
+        self.anti_windup = anti_windup
         self.window = integer(owner, "window", window, ge=1)
         self.setpoint = resolve_setpoint(setpoint, default_setpoint, owner)
         self.t = 0
@@ -119,6 +128,21 @@ class ClosedLoopBetaScheduler:
 
     def _control(self, e, ops):
         raise NotImplementedError
+
+    def _freeze_integral(self, saturated, e, ops):
+        """Whether the integral term is left out this step (docs/controllers.md):
+        ``latch`` while saturated (the stored un-clamped value is below β_min);
+        ``conditional`` only while saturated AND the error would push β further down
+        (e > 0); ``none`` never (returns None)."""
+        if self.anti_windup == "latch":
+            return saturated
+        if self.anti_windup == "conditional":
+            return ops.both(saturated, e > 0)
+        return None
+
+    def _mode_config(self) -> dict:
+        """The mode in ``config`` when it is not the default (so earlier runs' configs still match)."""
+        return {} if self.anti_windup == "latch" else {"anti_windup": self.anti_windup}
 
     # -- one training step ---------------------------------------------------
     def step(self, kl):
@@ -144,8 +168,9 @@ class ClosedLoopBetaScheduler:
     @classmethod
     def stack_group(cls, schedulers):
         """The K schedulers of a fused group as one :class:`ClosedLoopGroup`
-        (None when their windows differ: they are then stepped one by one)."""
-        if len({s.window for s in schedulers}) != 1:
+        (None when their windows or anti-windup modes differ: they are then
+        stepped one by one)."""
+        if len({s.window for s in schedulers}) != 1 or len({s.anti_windup for s in schedulers}) != 1:
             return None
         return ClosedLoopGroup(schedulers)
 

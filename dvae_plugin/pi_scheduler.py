@@ -15,9 +15,19 @@ class PIBetaScheduler(ClosedLoopBetaScheduler):
 
         e    = C(t) − y(t)                     y: mean of the last `window` KLs, zero-filled
         dP   = kp · (σ(−e) − σ(−e_prev))
-        dI   = −ki · e,  or 0 if beta_prev < beta_min   (anti-windup on the UN-clamped β)
+        dI   = −ki · e,  or 0 when the anti-windup mode says so:
+                 latch        if beta_prev < beta_min             (the paper, the authors' code)
+                 conditional  if beta_prev < beta_min and e > 0   (only while it pushes β down)
+                 none         never
         beta = beta_prev + dP + dI             stored un-clamped
         β(t) = max(beta, beta_min)
+
+    ``latch`` (the default): once the stored β is below β_min, it moves only by dP, whose
+    sum telescopes to at most kp: β stays at β_min for good, even when KL > C asks for
+    more. ``conditional``: the integral acts again as soon as KL > C (e < 0), so β can leave
+    β_min; while frozen the stored value moves by at most kp, so it sits less than kp
+    (plus one step) below β_min and climbs back within a few steps. ``none`` integrates
+    always and may wind up far below β_min.
 
     ``beta_prev`` starts at ``beta_init``, ``e_prev`` at 0. ``setpoint``: a set point,
     a zero-argument factory of one, or a registered name; None means
@@ -28,7 +38,7 @@ class PIBetaScheduler(ClosedLoopBetaScheduler):
     GROUP_GAINS = ("kp", "ki", "beta_min", "beta_init")  # may differ between the members of a group
 
     def __init__(self, kp: float = 0.01, ki: float = 0.005, beta_init: float = 150.0,
-                 beta_min: float = 0.1, window: int = 5, setpoint=None):
+                 beta_min: float = 0.1, window: int = 5, setpoint=None, anti_windup: str = "latch"):
         owner = type(self).__name__
         self.kp = real(owner, "kp", kp, gt=0)
         self.ki = real(owner, "ki", ki, gt=0)
@@ -36,10 +46,10 @@ class PIBetaScheduler(ClosedLoopBetaScheduler):
         self.beta_init = real(owner, "beta_init", beta_init)
         if self.beta_init < self.beta_min:
             raise ValueError(f"{owner}.beta_init must be >= beta_min ({self.beta_min!r}), got {self.beta_init!r}")
-        super().__init__(window=window, setpoint=setpoint, default_setpoint=HybridAnnealing)
+        super().__init__(window=window, setpoint=setpoint, default_setpoint=HybridAnnealing, anti_windup=anti_windup)
         self.config = {"name": self.name, "kp": self.kp, "ki": self.ki, "beta_init": self.beta_init,
                        "beta_min": self.beta_min, "window": self.window,
-                       "setpoint": self._setpoint_config()}
+                       "setpoint": self._setpoint_config(), **self._mode_config()}
 
     def _initial_state(self) -> dict[str, float]:
         return {"beta_prev": self.beta_init, "e_prev": 0.0}
@@ -47,7 +57,8 @@ class PIBetaScheduler(ClosedLoopBetaScheduler):
     def _control(self, e, ops):
         s = self._vars
         d_p = self.kp * (ops.sigmoid_neg(e) - ops.sigmoid_neg(s["e_prev"]))
-        d_i = ops.where(s["beta_prev"] < self.beta_min, 0.0, -self.ki * e)
+        freeze = self._freeze_integral(s["beta_prev"] < self.beta_min, e, ops)
+        d_i = -self.ki * e if freeze is None else ops.where(freeze, 0.0, -self.ki * e)
         beta = s["beta_prev"] + d_p + d_i
         s["beta_prev"], s["e_prev"] = beta, e
         return beta

@@ -32,7 +32,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Stability of DynamicVAE's PI-controlled KL loop (paper §3.1, appendix C): "
                     "the exact verdict (spectral radius of the Jacobian < 1) next to the paper's "
                     "Eq. 19 conditions, system identification of a and g(β) from runs, and the "
-                    "stable region in the (Kp, Ki) plane.")
+                    "stable region in the (Kp, Ki) plane. The linearisation holds away from "
+                    "saturation (β > β_min); see PIBetaScheduler.anti_windup.")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--fit", nargs="+", metavar="RUN_DIR",
                       help="identify a and g(β) from constant-β runs, then analyse the "
@@ -148,6 +149,14 @@ def _complex(z) -> str:
     return f"{z.real:.9g} {'+' if z.imag >= 0 else '-'} {abs(z.imag):.6g}j"
 
 
+ANTI_WINDUP_NOTE = (
+    "anti-windup:     the linearisation holds away from saturation (β > β_min). 'latch' (the default, "
+    "the paper's): once the stored β is below β_min the integral stays frozen and the loop is open — "
+    "this verdict no longer applies; 'conditional': the integral resumes when KL > C, and with it "
+    "the loop this verdict describes; 'none': the integral winds up below β_min, an overshoot the "
+    "linearisation does not see.")
+
+
 def format_analysis(r: StabilityResult, indent: str = "") -> str:
     verdict = "STABLE" if r.stable else "UNSTABLE"
     h = r.hurwitz
@@ -165,6 +174,7 @@ def format_analysis(r: StabilityResult, indent: str = "") -> str:
               for c in r.paper_conditions]
     if r.disagreement:
         lines.append(f"DISAGREEMENT: {r.disagreement}")
+    lines.append(ANTI_WINDUP_NOTE)
     return "\n".join(indent + line for line in lines)
 
 
