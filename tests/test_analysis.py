@@ -1,0 +1,59 @@
+"""Controller quality and emergence, from hand-made logs."""
+
+import math
+
+import pytest
+
+from disbench.analysis import Emergence, controller_quality
+
+
+def row(step, kl, c, beta, kl_per_dim=None):
+    r = {"step": step, "kl": kl, "setpoint": c, "beta": beta}
+    if kl_per_dim is not None:
+        r["kl_per_dim"] = kl_per_dim
+    return r
+
+
+def test_controller_quality_by_hand():
+    rows = [row(100, 0.2, 0.5, 150.0), row(200, 0.5, 0.5, 50.0),     # phase C = 0.5
+            row(300, 0.9, 1.0, 10.0), row(400, 1.3, 1.0, 0.8),       # C rises to 1: overshoot 0.3
+            row(500, 1.1, 1.5, 0.1), row(600, 1.6, 1.5, 0.1)]        # last phase C = 1.5 at β_min
+    q = controller_quality(rows, beta_min=0.1)
+    errors = [-0.3, 0.0, -0.1, 0.3, -0.4, 0.1]
+    assert q["error_rms"] == pytest.approx(math.sqrt(sum(e * e for e in errors) / 6))
+    assert q["error_max"] == pytest.approx(0.4)
+    assert q["last_phase"] == {"from_step": 500, "to_step": 600, "setpoint": 1.5,
+                               "error_rms": pytest.approx(math.sqrt((0.16 + 0.01) / 2)),
+                               "error_max": pytest.approx(0.4)}
+    assert q["beta_crosses_1_at"] == 400 and q["final_beta"] == 0.1
+    assert q["fraction_at_beta_min"] == pytest.approx(2 / 6)
+    assert [o["step"] for o in q["overshoots"]] == [300, 500]
+    assert [o["overshoot"] for o in q["overshoots"]] == pytest.approx([0.3, 0.1])
+    assert q["overshoot_max"] == pytest.approx(0.3)
+
+
+def test_open_loop_runs_have_no_controller_quality():
+    assert controller_quality([{"step": 10, "kl": 1.0, "beta": 1.0}]) is None
+
+
+def test_emergence_by_hand():
+    rows = [row(100, 0, 0, 1, [0.1, 0.0, 0.0]), row(200, 0, 0, 1, [0.6, 0.1, 0.0]),
+            row(300, 0, 0, 1, [0.9, 0.2, 0.0]), row(400, 0, 0, 1, [1.0, 0.7, 0.0])]
+    e = Emergence(threshold=0.5)(rows)
+    assert e["steps"] == [200, 400, None] and e["order"] == [0, 1] and e["smallest_gap"] == 200
+    assert "factors" not in e
+    info = lambda mi: {"mig": {"mi": mi, "entropy": {"a": 2.0, "b": 0.5}, "factor_names": ["a", "b"]}}  # noqa
+    metric_rows = [{"step": 250, "metrics": info([[0.8, 0.3], [0.0, 0.0], [0, 0]])},
+                   {"step": 450, "metrics": info([[0.8, 0.3], [0.6, 0.2], [0, 0]])}]
+    e = Emergence(threshold=0.5)(rows, metric_rows)
+    # latent 0 (step 200) at the evaluation of step 250: a 0.8/2 = 0.4 < b 0.3/0.5 = 0.6 -> b;
+    # latent 1 (step 400) at step 450: a 0.6/2 = 0.3 < b 0.2/0.5 = 0.4 -> b ... normalised by H
+    assert e["factors"] == {"0": "b", "1": "b"}
+    metric_rows[1]["metrics"] = info([[0.8, 0.3], [1.6, 0.1], [0, 0]])  # a 0.8 > b 0.2
+    assert Emergence(threshold=0.5)(rows, metric_rows)["factors"] == {"0": "b", "1": "a"}
+    assert Emergence(threshold=0.95)(rows)["steps"] == [400, None, None]
+
+
+def test_emergence_threshold_is_checked():
+    with pytest.raises(ValueError, match="Emergence.threshold must be > 0"):
+        Emergence(threshold=0)
