@@ -57,3 +57,17 @@ def test_emergence_by_hand():
 def test_emergence_threshold_is_checked():
     with pytest.raises(ValueError, match="Emergence.threshold must be > 0"):
         Emergence(threshold=0)
+
+
+def test_analyse_run_reads_a_trained_run(toy_host):
+    from pathlib import Path
+
+    from disbench.analysis import analyse_run
+    from disbench.cli import main
+    from tests.conftest import TOY_PROTOCOL
+
+    assert main(["train", "--model", "vae", "--protocol", TOY_PROTOCOL, "--out", "run", "--device", "cpu",
+                 "--no-eval", "--no-progress"]) == 0
+    analysis = analyse_run(Path("run"), {"name": "constant", "beta": 1.0})
+    assert analysis["controller"] is None  # a constant β tracks no set point
+    assert len(analysis["emergence"]["steps"]) == 4 and analysis["emergence"]["threshold"] == 0.5
