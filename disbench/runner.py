@@ -193,6 +193,7 @@ def train_and_evaluate_group(run_dirs: list[Path], *, device, resume: bool, eval
 def _evaluate_members(run_dirs, builts, results, metrics, progress, on_trained, hub) -> list[dict]:
     """Evaluate each complete member (see :func:`train_and_evaluate_group`); its
     loggers get the metrics its results.json then holds."""
+    from .analysis import analyse_run
     from .evaluation import evaluate_built
 
     out = []
@@ -200,6 +201,7 @@ def _evaluate_members(run_dirs, builts, results, metrics, progress, on_trained, 
         if result.get("status") != "complete":
             out.append(result)
             continue
+        result = update_results(run_dir, **analyse_run(run_dir, result.get("scheduler")))
         if on_trained is not None:
             on_trained(result)
         names = built.protocol.metrics if metrics is None else metrics

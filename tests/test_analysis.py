@@ -71,3 +71,19 @@ def test_analyse_run_reads_a_trained_run(toy_host):
     analysis = analyse_run(Path("run"), {"name": "constant", "beta": 1.0})
     assert analysis["controller"] is None  # a constant β tracks no set point
     assert len(analysis["emergence"]["steps"]) == 4 and analysis["emergence"]["threshold"] == 0.5
+
+
+def test_every_closed_loop_result_holds_its_controller_quality_and_emergence(full_host):
+    import json
+    from pathlib import Path
+
+    from disbench.cli import main
+    from tests.conftest import TOY_PROTOCOL
+
+    assert main(["train", "--model", "dynamicvae", "--protocol", TOY_PROTOCOL, "--out", "run", "--device", "cpu",
+                 "--no-eval", "--no-progress", "--gin_param", "PIBetaScheduler.beta_init = 2.0"]) == 0
+    results = json.loads(Path("run/results.json").read_text())
+    controller = results["controller"]
+    assert controller["rows"] == 6 and controller["last_phase"]["setpoint"] == 0.5
+    assert controller["final_beta"] == results["final"]["beta"] and 0 <= controller["fraction_at_beta_min"] <= 1
+    assert set(results["emergence"]) >= {"threshold", "steps", "order", "smallest_gap"}
