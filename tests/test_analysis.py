@@ -87,3 +87,23 @@ def test_every_closed_loop_result_holds_its_controller_quality_and_emergence(ful
     assert controller["rows"] == 6 and controller["last_phase"]["setpoint"] == 0.5
     assert controller["final_beta"] == results["final"]["beta"] and 0 <= controller["fraction_at_beta_min"] <= 1
     assert set(results["emergence"]) >= {"threshold", "steps", "order", "smallest_gap"}
+
+
+def test_compare_tables_show_controller_and_emergence(full_host):
+    import csv
+    from pathlib import Path
+
+    from disbench.cli import main
+    from tests.conftest import TOY_PROTOCOL
+
+    assert main(["compare", "--models", "dynamicvae,vae", "--seeds", "1-2", "--protocol", TOY_PROTOCOL, "--out", "c",
+                 "--no-figures", "--device", "cpu", "--no-progress", "--steps", "20",
+                 "--gin_param", "PIBetaScheduler.beta_init = 2.0"]) == 0
+    md = Path("c/table.md").read_text()
+    section = md.split("## Controller and emergence")[1].split("##")[0]
+    rows = {line.split("|")[1].strip(): line for line in section.splitlines() if line.startswith("| ") and "model" not in line}
+    assert rows["dynamicvae"].split("|")[2].strip() == "2"
+    assert rows["vae"].split("|")[3].strip() == "—"  # no set point: no tracking error
+    dynamics = [r for r in csv.DictReader(open("c/table.csv")) if r["metric"] == "dynamics" and r["model"] == "dynamicvae"]
+    assert {r["column"] for r in dynamics} >= {"last_phase_error_rms", "smallest_emergence_gap"}
+    assert next(r for r in dynamics if r["column"] == "last_phase_error_rms")["n"] == "2"

@@ -22,6 +22,16 @@ from ..metrics import parse_metric_name
 from .plan import RUNS_FOLDER, read_status, run_dir_for
 
 FINAL_KEYS = ("recon", "kl", "beta")
+# How the controller tracked and when latents emerged (results.json 'controller' and
+# 'emergence', disbench.analysis): column -> how to read it from a run's results.
+DYNAMICS = {
+    "last_phase_error_rms": lambda r: ((r.get("controller") or {}).get("last_phase") or {}).get("error_rms"),
+    "fraction_at_beta_min": lambda r: (r.get("controller") or {}).get("fraction_at_beta_min"),
+    "beta_crosses_1_at": lambda r: (r.get("controller") or {}).get("beta_crosses_1_at"),
+    "overshoot_max": lambda r: (r.get("controller") or {}).get("overshoot_max"),
+    "latents_emerged": lambda r: len((r.get("emergence") or {}).get("order") or []) if r.get("emergence") else None,
+    "smallest_emergence_gap": lambda r: (r.get("emergence") or {}).get("smallest_gap"),
+}
 SCORE = "score"
 NAMED_SCORE = "score:"  # column of a metric's named score: "score:completeness"
 
@@ -85,6 +95,7 @@ class ModelSummary:
     runs: list[RunRecord]
     metrics: dict[str, dict[str, Stat]] = field(default_factory=dict)  # metric -> column -> stat
     final: dict[str, Stat] = field(default_factory=dict)                # recon / kl / beta -> stat
+    dynamics: dict[str, Stat] = field(default_factory=dict)             # DYNAMICS column -> stat
 
     @property
     def complete(self) -> list[RunRecord]:
@@ -179,6 +190,7 @@ def aggregate(compare_dir: Path, models: list[str], seeds: list[int], metric_ord
             summary.metrics[metric] = {col: stat([column_value(res, col) for res in results])
                                        for col in columns[metric]}
         summary.final = {k: stat([(r.results.get("final") or {}).get(k) for r in done]) for k in FINAL_KEYS}
+        summary.dynamics = {k: stat([read(r.results) for r in done]) for k, read in DYNAMICS.items()}
         summaries[model] = summary
     return Comparison(compare_dir, list(models), list(seeds), fp, metric_names, columns, summaries,
                       protocol=first.get("protocol"), dataset=first.get("dataset"), labels=labels)

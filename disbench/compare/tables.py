@@ -18,7 +18,8 @@ and error below the tables.
 table.csv (long format): one row per model × table × column with
 ``model, metric, representation, column, mean, std, n, failed, seeds``:
 ``metric`` is the metric's name (``dci``, also for ``dci@sampled``) or
-``final`` (columns recon, kl, beta; no representation); ``representation``
+``final`` (columns recon, kl, beta; no representation), ``dynamics`` (the
+controller and emergence columns, no representation); ``representation``
 is ``mean`` or ``sampled``; ``column`` is the factor's name as the dataset
 gives it, ``score:NAME`` for a named score, or ``score``; ``std`` is empty with
 fewer than two complete seeds, ``mean`` with none.
@@ -38,6 +39,11 @@ TABLE_MD, TABLE_CSV = "table.md", "table.csv"
 
 FACTOR_HEADERS = {"pos_x": "pos. x", "pos_y": "pos. y"}
 FINAL_HEADERS = {"recon": "recon (nats)", "kl": "KL (nats)", "beta": "β"}
+DYNAMICS_HEADERS = {"last_phase_error_rms": "RMS |KL − C|, last phase", "fraction_at_beta_min": "at β_min",
+                    "beta_crosses_1_at": "β < 1 from step", "overshoot_max": "max overshoot (nats)",
+                    "latents_emerged": "latents emerged", "smallest_emergence_gap": "smallest gap (steps)"}
+DYNAMICS_FORMATS = {"last_phase_error_rms": ".3f", "fraction_at_beta_min": ".2f", "beta_crosses_1_at": ",.0f",
+                    "overshoot_max": ".3f", "latents_emerged": ".1f", "smallest_emergence_gap": ",.0f"}
 FINAL_FORMATS = {"recon": ".2f", "kl": ".2f", "beta": ".3g"}
 METRIC_FORMAT = ".3f"
 DASH = "—"
@@ -146,6 +152,15 @@ def markdown(comparison: Comparison, protocol_name: str | None = None) -> str:
         lines.append(_row([s.model, len(s.complete), *(cell(s.final[k], FINAL_FORMATS[k]) for k in FINAL_KEYS),
                            _failed(s)]))
     lines.append("")
+    if any(st.n for s in c.summaries.values() for st in s.dynamics.values()):
+        lines += ["## Controller and emergence", "",
+                  "From each run's log (docs/controllers.md): the set-point tracking of closed-loop β, and "
+                  "when latents' KL first exceeded the emergence threshold.", "",
+                  _row(["model", "n", *DYNAMICS_HEADERS.values(), "failed"]), _rule(len(DYNAMICS_HEADERS) + 3)]
+        for s in c.summaries.values():
+            lines.append(_row([s.model, len(s.complete),
+                               *(cell(s.dynamics[k], DYNAMICS_FORMATS[k]) for k in DYNAMICS_HEADERS), _failed(s)]))
+        lines.append("")
     left_out = [r for s in c.summaries.values() for r in s.failed + s.unfinished]
     if left_out:
         lines += ["## Runs not averaged", "", _row(["model", "seed", "status", "detail"]), "| :-- | --: | :-- | :-- |"]
@@ -174,6 +189,7 @@ def csv_text(comparison: Comparison) -> str:
                 for col in display_columns(comparison.columns[metric], display_order(comparison))]
         rows = [(label.metric, label.representation, col, st) for label, col, st in rows]
         rows += [("final", "", k, s.final[k]) for k in FINAL_KEYS]
+        rows += [("dynamics", "", k, s.dynamics[k]) for k in DYNAMICS_HEADERS]
         for metric, representation, col, st in rows:
             writer.writerow([s.model, metric, representation, col, _num(st.mean), _num(st.std), st.n,
                              len(s.failed), len(s.runs)])
