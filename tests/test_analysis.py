@@ -107,3 +107,28 @@ def test_compare_tables_show_controller_and_emergence(full_host):
     dynamics = [r for r in csv.DictReader(open("c/table.csv")) if r["metric"] == "dynamics" and r["model"] == "dynamicvae"]
     assert {r["column"] for r in dynamics} >= {"last_phase_error_rms", "smallest_emergence_gap"}
     assert next(r for r in dynamics if r["column"] == "last_phase_error_rms")["n"] == "2"
+
+
+def test_per_latent_kl_figure_marks_emergence(tmp_path):
+    from matplotlib.figure import Figure
+
+    from disbench.figures import curves
+
+    drawn = {}
+    real = curves.save_figure
+
+    def keep(fig: Figure, stem):
+        drawn["fig"] = fig
+        return real(fig, stem)
+
+    rows = [row(100 * i, 0, 0, 1, [0.2 * i, 0.1 * i, 0.0]) for i in range(1, 6)]
+    emergence = {"run": {"threshold": 0.5, "steps": [300, None, None], "order": [0], "smallest_gap": None}}
+    curves.save_figure = keep
+    try:
+        assert curves.plot_kl_per_latent({"run": rows}, tmp_path / "kl", emergence)
+    finally:
+        curves.save_figure = real
+    ax = drawn["fig"].axes[0]
+    marks = [line for line in ax.lines if line.get_marker() == "^"]
+    assert len(marks) == 1 and list(marks[0].get_xdata()) == [300] and list(marks[0].get_ydata()) == [0.5]
+    assert "1 emerged" in ax.get_title()

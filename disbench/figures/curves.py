@@ -124,10 +124,11 @@ def _plain_log_y(ax) -> None:
 
 
 @styled
-def plot_kl_per_latent(panels: dict, stem: Path) -> list[Path]:
+def plot_kl_per_latent(panels: dict, stem: Path, emergence: dict | None = None) -> list[Path]:
     """Per-latent KL vs steps, one panel per run, with the total KL and the set point
     C(t) when the run logged one; paper Fig. 2(c) and Fig. 7 (top). Latents are
-    numbered from 1 (z1 is kl_per_dim[0])."""
+    numbered from 1 (z1 is kl_per_dim[0]). ``emergence`` (panel title -> a run's
+    results.json ``emergence``) marks where each latent emerged (▲ on the threshold)."""
     panels = {title: rows for title, rows in panels.items() if any("kl_per_dim" in r for r in rows)}
     if not panels:
         return []
@@ -147,6 +148,14 @@ def plot_kl_per_latent(panels: dict, stem: Path) -> list[Path]:
         setpoint = [(r["step"], r["setpoint"]) for r in rows if _number(r.get("setpoint"))]
         if setpoint:
             ax.plot(*zip(*setpoint), color="C3", ls="--", lw=1.2, label="set point C(t)")
+        marks = (emergence or {}).get(title) or {}
+        if marks.get("steps"):
+            ax.axhline(marks["threshold"], color="0.6", ls=":", lw=0.8, label="emergence threshold")
+            for j, at in enumerate(marks["steps"]):
+                if at is not None:
+                    ax.plot([at], [marks["threshold"]], marker="^", ms=6, color=cmap(j), ls="none")
+            gap = marks.get("smallest_gap")
+            title = f"{title}\n{len(marks.get('order') or [])} emerged" + (f", smallest gap {gap:,} steps" if gap else "")
         ax.set(xlabel=STEP_LABEL, ylabel="KL (nats)", title=title)
         ax.legend(fontsize=7, ncol=2, loc="best")
     for ax in axes[len(panels):]:

@@ -58,6 +58,8 @@ def draw_figures(groups: dict[str, list[Path]], figures_dir: Path, *, device="cp
     colors = model_colors(labels.values())
     series = {labels[m]: [logs[d] for d in dirs] for m, dirs in averaged.items()}
     first = {f"{labels[m]}, seed {results[dirs[0]].get('seed')}": logs[dirs[0]] for m, dirs in averaged.items()}
+    emergence = {f"{labels[m]}, seed {results[dirs[0]].get('seed')}": results[dirs[0]].get("emergence")
+                 for m, dirs in averaged.items()}
     metric_logs = {labels[m]: [rows for d in dirs if (rows := read_scalars(d / METRICS_LOG_NAME))]
                    for m, dirs in averaged.items()}
     metric_logs = {k: v for k, v in metric_logs.items() if v}
@@ -67,7 +69,7 @@ def draw_figures(groups: dict[str, list[Path]], figures_dir: Path, *, device="cp
             series, "recon", stem, ylabel="reconstruction loss (nats)", title="Reconstruction loss", colors=colors)),
         ("beta_vs_steps", lambda stem: plot_seed_curves(
             series, "beta", stem, ylabel="β(t)", title="KL weight β(t)", colors=colors, log_y=True)),
-        ("kl_per_latent", lambda stem: plot_kl_per_latent(first, stem)),
+        ("kl_per_latent", lambda stem: plot_kl_per_latent(first, stem, emergence)),
     ]
     if metric_logs:
         tasks.append(("metrics_vs_steps", lambda stem: plot_metric_curves(
