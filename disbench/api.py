@@ -214,14 +214,15 @@ ROW_KEYS = ("model", "metric", "representation", "column", "mean", "std", "n", "
 def load_compare(path, *, as_dataframe: bool = False):
     """The rows of a comparison's table, as ``table.csv`` holds them (one per
     model × table × column: ``model, metric, representation, column, mean, std,
-    n, failed, seeds``; ``metric`` is ``final`` for recon / kl / beta, whose
-    ``representation`` is None; ``mean``/``std`` are None where the table shows
+    n, failed, seeds``; ``metric`` is ``final`` for recon / kl / beta and
+    ``dynamics`` for the controller and emergence columns, whose ``representation``
+    is None; ``mean``/``std`` are None where the table shows
     "—"), computed afresh from the runs' results. ``as_dataframe=True`` (or
     ``.to_pandas()`` on the list) gives a pandas DataFrame.
     """
-    from .compare.aggregate import FINAL_KEYS, aggregate, discover
+    from .compare.aggregate import aggregate, discover
     from .compare.manifest import read_manifest
-    from .compare.tables import display_columns, display_order, label_of
+    from .compare.tables import table_cells
 
     compare_dir = Path(path)
     if not compare_dir.is_dir():
@@ -233,13 +234,6 @@ def load_compare(path, *, as_dataframe: bool = False):
     if not models:
         raise DisbenchError(f"{compare_dir} is not a compare directory (no compare.json, no runs/MODEL/seedS folders)")
     comparison = aggregate(compare_dir, models, seeds, metric_order=manifest.get("metrics") or ())
-    rows = CompareRows()
-    for s in comparison.summaries.values():
-        cells = [(label_of(comparison, metric), col, s.metrics[metric][col]) for metric in comparison.metric_names
-                 for col in display_columns(comparison.columns[metric], display_order(comparison))]
-        cells = [(label.metric, label.representation, col, st) for label, col, st in cells]
-        cells += [("final", None, k, s.final[k]) for k in FINAL_KEYS]
-        for metric, representation, col, st in cells:
-            rows.append(dict(zip(ROW_KEYS, (s.model, metric, representation, col, st.mean, st.std, st.n,
-                                            len(s.failed), len(s.runs)))))
+    rows = CompareRows(dict(zip(ROW_KEYS, (model, metric, representation, col, st.mean, st.std, st.n, failed, runs)))
+                       for model, metric, representation, col, st, failed, runs in table_cells(comparison))
     return rows.to_pandas() if as_dataframe else rows

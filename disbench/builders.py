@@ -78,8 +78,11 @@ def check_run_config() -> tuple[Protocol, Run, DatasetInfo]:
 
 
 def metric_classes(names) -> list:
+    """The registered class of each metric name (``dci@sampled`` -> dci's)."""
+    from .metrics import metric_base_name
+
     registry = get_registry("metrics")
-    return [registry.get(name) for name in names]
+    return [registry.get(metric_base_name(name)) for name in names]
 
 
 def check_metrics_apply(names, info: DatasetInfo) -> None:

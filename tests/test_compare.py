@@ -31,7 +31,7 @@ def test_compare_end_to_end_tables_match_the_runs(compared):
     assert {r["seed"] for r in runs.values()} == set(SEEDS) and {r["model"] for r in runs.values()} == set(MODELS)
 
     rows = list(csv.DictReader((compared / "table.csv").open()))
-    assert len(rows) == len(MODELS) * (4 + 3)  # 3 factors + score, then recon / kl / beta
+    assert len(rows) == len(MODELS) * (4 + 3 + 6)  # 3 factors + score, recon / kl / beta, controller & emergence
     by_key = {(r["model"], r["metric"], r["column"]): r for r in rows}
     md = (compared / "table.md").read_text()
     metric_rows = md_table(md, "TOY_METRIC (mean representation)")

@@ -28,7 +28,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--seeds", required=True, help="seeds: '1-5', '1,3,7', '2' (or a mix, '1-3,7')")
     p.add_argument("--protocol", required=True, help="a protocol name (gin/protocols/NAME.gin) or a .gin file")
     p.add_argument("--out", required=True, help="the compare directory")
-    p.add_argument("--metrics", help="comma-separated metrics to evaluate (default: the protocol's)")
+    p.add_argument("--metrics", help="comma-separated metrics to evaluate (default: the protocol's); "
+                                     "NAME@sampled scores NAME on the sampled representation")
+    p.add_argument("--representation", help="mean, sampled or mean,sampled: score each metric on each "
+                                            "(default: mean, the encoder means)")
     p.add_argument("--jobs", type=int, default=1,
                    help="runs at a time, each in its own worker process with cpu_count/JOBS threads "
                         "(default 1: in this process)")
@@ -50,8 +53,8 @@ def command_line(args, models: list[str]) -> str:
     """The command, rebuilt from its options (recorded in compare.json)."""
     parts = ["disbench", "compare", "--models", ",".join(models), "--seeds", args.seeds,
              "--protocol", args.protocol, "--out", args.out]
-    for flag, value in (("--metrics", args.metrics), ("--dataset", args.dataset), ("--data-root", args.data_root),
-                        ("--steps", args.steps)):
+    for flag, value in (("--metrics", args.metrics), ("--representation", args.representation),
+                        ("--dataset", args.dataset), ("--data-root", args.data_root), ("--steps", args.steps)):
         if value is not None:
             parts += [flag, str(value)]
     for f in args.gin_file:
@@ -84,7 +87,10 @@ def run_compare(args) -> int:
     out = Path(args.out)
     check_output_dir(out)
 
-    plan = plan_runs(out, models, seeds, sources_from_args(args), metrics, args.retry_failed)
+    from ..metrics import parse_representations
+
+    representations = parse_representations(args.representation) if args.representation is not None else None
+    plan = plan_runs(out, models, seeds, sources_from_args(args), metrics, args.retry_failed, representations)
     check_configured_loggers()  # the loggers the plan's configuration names (--logger, Run.loggers)
     for note in config_notes():
         print(f"note: {note}", file=sys.stderr)

@@ -100,17 +100,20 @@ class Plan:
 
 
 def plan_runs(compare_dir: Path, models: list[str], seeds: list[int], sources: ConfigSources,
-              metrics: list[str] | None = None, retry_failed: bool = False) -> Plan:
-    """The job for every (model, seed), after checking the configuration of each model."""
+              metrics: list[str] | None = None, retry_failed: bool = False,
+              representations: tuple[str, ...] | None = None) -> Plan:
+    """The job for every (model, seed), after checking the configuration of each model.
+    ``representations`` asks for each metric on each of them (``dci``, ``dci@sampled``)."""
     jobs, first_requested = [], None
     fingerprints = _FingerprintCache()
     for model in models:
-        requested = _check_configuration(sources, model, metrics)
+        requested = _check_configuration(sources, model, metrics, representations)
         first_requested = requested if first_requested is None else first_requested
         for seed in seeds:
             run_dir = run_dir_for(compare_dir, model, seed)
             results = read_status(run_dir)
-            job = RunJob(model, seed, str(run_dir), TRAIN, _with_seed(sources, seed), tuple(metrics or ()) or None)
+            asked = tuple(requested) if (metrics or representations) else None  # None: the protocol's
+            job = RunJob(model, seed, str(run_dir), TRAIN, _with_seed(sources, seed), asked)
             if results is None:
                 jobs.append(job)
                 continue
@@ -143,15 +146,18 @@ def _with_seed(sources: ConfigSources, seed: int) -> ConfigSources:
     return replace(sources, overrides={**sources.overrides, "Run.seed": seed})
 
 
-def _check_configuration(sources: ConfigSources, model: str, metrics: list[str] | None) -> tuple:
+def _check_configuration(sources: ConfigSources, model: str, metrics: list[str] | None,
+                         representations: tuple[str, ...] | None = None) -> tuple:
     """Parse and check the model's configuration once (everything but the images:
     see :func:`disbench.builders.check_run_config`); return the metrics a complete
     run must have."""
     from ..builders import check_metrics_apply, check_run_config, metric_classes
+    from ..metrics import resolve_metrics, with_representations
 
     parse_sources(sources, model=model)
     protocol, _, info = check_run_config()
-    requested = tuple(metrics) if metrics else protocol.metrics
+    requested = tuple(with_representations(metrics or protocol.metrics, representations))
+    resolve_metrics(requested)  # unknown names, or a representation a metric does not offer
     metric_classes(requested)
     check_metrics_apply(requested, info)
     return requested

@@ -180,19 +180,27 @@ def _detail(record) -> str:
     return f"stopped at step {results.get('steps')} of {results.get('steps_planned')}"
 
 
-def csv_text(comparison: Comparison) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["model", "metric", "representation", "column", "mean", "std", "n", "failed", "seeds"])
+def table_cells(comparison: Comparison) -> list[tuple]:
+    """Every cell of the tables, long format: (model, metric, representation, column,
+    Stat, failed, runs); representation is None for the final and dynamics rows."""
+    out = []
     for s in comparison.summaries.values():
         rows = [(label_of(comparison, metric), col, s.metrics[metric][col]) for metric in comparison.metric_names
                 for col in display_columns(comparison.columns[metric], display_order(comparison))]
         rows = [(label.metric, label.representation, col, st) for label, col, st in rows]
-        rows += [("final", "", k, s.final[k]) for k in FINAL_KEYS]
-        rows += [("dynamics", "", k, s.dynamics[k]) for k in DYNAMICS_HEADERS]
-        for metric, representation, col, st in rows:
-            writer.writerow([s.model, metric, representation, col, _num(st.mean), _num(st.std), st.n,
-                             len(s.failed), len(s.runs)])
+        rows += [("final", None, k, s.final[k]) for k in FINAL_KEYS]
+        rows += [("dynamics", None, k, s.dynamics[k]) for k in DYNAMICS_HEADERS]
+        out += [(s.model, metric, representation, col, st, len(s.failed), len(s.runs))
+                for metric, representation, col, st in rows]
+    return out
+
+
+def csv_text(comparison: Comparison) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["model", "metric", "representation", "column", "mean", "std", "n", "failed", "seeds"])
+    for model, metric, representation, col, st, failed, runs in table_cells(comparison):
+        writer.writerow([model, metric, representation or "", col, _num(st.mean), _num(st.std), st.n, failed, runs])
     return out.getvalue()
 
 
