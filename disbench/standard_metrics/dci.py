@@ -101,21 +101,29 @@ def _fit_hist(x_train, y_train, seed):
 
 def importance_and_accuracy(codes_train, factors_train, codes_test, factors_test, *, backend: str = "gbt",
                             seed: int = 0, n_jobs: int | None = None):
-    """(R (L, K), train accuracies [K], test accuracies [K]): one classifier per
-    factor, fit in parallel threads (the slowest — most values — first)."""
+    """(R (L, K), train accuracies [K], test accuracies [K]): one classifier per factor.
+
+    ``gbt`` fits run in parallel threads, the slowest (most values) first: the
+    tree builder releases the GIL. ``hist`` fits run one after another: much of
+    a HistGradientBoosting fit (its per-tree Python) holds the GIL, and two
+    threads made it slower than one. Both predict the training and test codes
+    in one call.
+    """
     fit = {"gbt": _fit_gbt, "hist": _fit_hist}[backend]
     num_factors = factors_train.shape[1]
+    both = np.concatenate([codes_train, codes_test])
 
     def one(k):
         model, importance = fit(codes_train, factors_train[:, k], seed)
-        train = float(np.mean(model.predict(codes_train) == factors_train[:, k]))
-        test = float(np.mean(model.predict(codes_test) == factors_test[:, k]))
+        predicted = model.predict(both)
+        train = float(np.mean(predicted[:len(codes_train)] == factors_train[:, k]))
+        test = float(np.mean(predicted[len(codes_train):] == factors_test[:, k]))
         return k, importance, train, test
 
     order = longest_first([len(np.unique(factors_train[:, k])) for k in range(num_factors)])
     importance = np.zeros((codes_train.shape[1], num_factors))
     train_acc, test_acc = np.zeros(num_factors), np.zeros(num_factors)
-    for k, column, train, test in map_threads(one, order, n_jobs):
+    for k, column, train, test in map_threads(one, order, n_jobs if backend == "gbt" else 1):
         importance[:, k], train_acc[k], test_acc[k] = column, train, test
     return importance, train_acc, test_acc
 
