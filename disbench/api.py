@@ -220,20 +220,13 @@ def load_compare(path, *, as_dataframe: bool = False):
     "—"), computed afresh from the runs' results. ``as_dataframe=True`` (or
     ``.to_pandas()`` on the list) gives a pandas DataFrame.
     """
-    from .compare.aggregate import aggregate, discover
-    from .compare.manifest import read_manifest
+    from .compare.report import load_comparison
     from .compare.tables import table_cells
 
     compare_dir = Path(path)
     if not compare_dir.is_dir():
         raise DisbenchError(f"{compare_dir} is not a directory")
-    manifest = read_manifest(compare_dir) or {}
-    models, seeds = manifest.get("models"), manifest.get("seeds")
-    if not models or not seeds:
-        models, seeds = discover(compare_dir)
-    if not models:
-        raise DisbenchError(f"{compare_dir} is not a compare directory (no compare.json, no runs/MODEL/seedS folders)")
-    comparison = aggregate(compare_dir, models, seeds, metric_order=manifest.get("metrics") or ())
+    comparison, _ = load_comparison(compare_dir)
     rows = CompareRows(dict(zip(ROW_KEYS, (model, metric, representation, col, st.mean, st.std, st.n, failed, runs)))
                        for model, metric, representation, col, st, failed, runs in table_cells(comparison))
     return rows.to_pandas() if as_dataframe else rows

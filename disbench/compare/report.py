@@ -21,6 +21,18 @@ class CompareReport:
     notes: list[str] = field(default_factory=list)
 
 
+def load_comparison(compare_dir: Path):
+    """The comparison of the runs listed in compare.json (or found under runs/), and the manifest."""
+    compare_dir = Path(compare_dir)
+    manifest = read_manifest(compare_dir) or {}
+    models, seeds = manifest.get("models"), manifest.get("seeds")
+    if not models or not seeds:
+        models, seeds = discover(compare_dir)
+    if not models:
+        raise DisbenchError(f"{compare_dir} is not a compare directory (no compare.json, no runs/MODEL/seedS folders)")
+    return aggregate(compare_dir, models, seeds, metric_order=manifest.get("metrics") or ()), manifest
+
+
 def write_compare_report(compare_dir: Path, out_dir: Path | None = None, *, figures: bool = True,
                          device="cpu", image_index: int | None = None,
                          progress: bool | None = None) -> CompareReport:
@@ -28,13 +40,7 @@ def write_compare_report(compare_dir: Path, out_dir: Path | None = None, *, figu
     OUT/table.md, OUT/table.csv and OUT/figures/ (OUT defaults to the compare dir)."""
     compare_dir = Path(compare_dir)
     out_dir = Path(out_dir) if out_dir is not None else compare_dir
-    manifest = read_manifest(compare_dir) or {}
-    models, seeds = manifest.get("models"), manifest.get("seeds")
-    if not models or not seeds:
-        models, seeds = discover(compare_dir)
-    if not models:
-        raise DisbenchError(f"{compare_dir} holds no runs (no runs/MODEL/seedS folders)")
-    comparison = aggregate(compare_dir, models, seeds, metric_order=manifest.get("metrics") or ())
+    comparison, manifest = load_comparison(compare_dir)
     protocol = manifest.get("protocol")
     report = CompareReport(comparison, write_tables(comparison, out_dir, Path(protocol).stem if protocol else None))
     if figures:

@@ -18,35 +18,10 @@ from typing import Sequence
 
 import numpy as np
 
+from disbench.standard_metrics.discrete import histogram_bins  # the same 20 equal bins as disentanglement_lib
+
 from .inputs import check_codes, check_factors, check_num_bins
 from .information import dense_labels, factor_entropies, gap_result, mutual_information
-
-
-def histogram_bins(codes: np.ndarray, num_bins: int) -> np.ndarray:
-    """0-based bin of each code, shape (N, L), values in ``range(num_bins)``.
-
-    Per latent, edges = ``np.histogram_bin_edges(x, num_bins)`` over that
-    latent's own min and max, computed in the codes' dtype as
-    disentanglement_lib does. Its bin is ``searchsorted(edges[:-1], x,
-    side="right")`` in 1..num_bins; since every x >= edges[0], that is one more
-    than ``searchsorted(edges[1:-1], x, side="right")``, which is what is
-    returned (the 0-based form indexes the joint table directly).
-
-    A latent whose whole range spans fewer than ``num_bins`` representable
-    values (a collapsed latent, constant up to rounding) cannot be cut into
-    finite bins: numpy, and so disentanglement_lib, raises there. Here it is
-    put in a single bin, i.e. it carries no information.
-    """
-    by_latent = np.ascontiguousarray(codes.T)
-    bins = np.zeros(by_latent.shape, dtype=np.int64)
-    # A loop over latents only: each step is O(N) vectorised work.
-    for i, values in enumerate(by_latent):
-        try:
-            edges = np.histogram_bin_edges(values, num_bins)
-        except ValueError:  # "Too many bins for data range"
-            continue
-        bins[i] = np.searchsorted(edges[1:-1], values, side="right")
-    return bins.T
 
 
 def binned_joint_counts(bins: np.ndarray, labels: np.ndarray, num_bins: int, num_values: int) -> np.ndarray:
