@@ -66,6 +66,7 @@ class RunGroup:
         self.models = models
         self.latent_dim = models[0].latent_dim
         self.params, self.buffers = stack_module_state(models)  # new leaves on the members' device
+        self._state_order = {n: i for i, n in enumerate(models[0].state_dict())}  # a checkpoint's key order
         template = copy.deepcopy(models[0]).to("meta")
         self._functions = {}
         for name, in_dims in (("forward", (0, 0, 0)), ("loss", (0, 0, 0, None)),
@@ -162,11 +163,7 @@ class RunGroup:
     def member_model_state(self, k: int) -> dict:
         state = {n: p[k].detach().clone() for n, p in self.params.items()}
         state.update({n: b[k].clone() for n, b in self.buffers.items()})
-        return dict(sorted(state.items(), key=lambda kv: self._order[kv[0]]))
-
-    @property
-    def _order(self) -> dict:
-        return {n: i for i, n in enumerate(self.models[0].state_dict())}
+        return dict(sorted(state.items(), key=lambda kv: self._state_order[kv[0]]))
 
     def member_states(self) -> list[dict]:
         """Each member's training state, in the layout of an ordinary run's checkpoint."""

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -94,7 +94,6 @@ class Member:
     last_row: dict | None = None
     scalar_log: ScalarLog | None = None
     metric_log: ScalarLog | None = None
-    extra: dict = field(default_factory=dict)
     loggers: object = None  # the group's LoggerHub, if any member has loggers
 
     @property
