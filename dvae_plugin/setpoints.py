@@ -4,6 +4,16 @@ Each is a closed form of the step index t >= 1, so it holds no state and a
 resumed run needs nothing from it; ``state_dict`` / ``load_state_dict`` exist
 because the scheduler interface asks every part for them.
 
+Two forms of one formula: ``value(t)`` takes a Python int and returns a float;
+``value_tensor(t)`` takes the step as an integer tensor on the training device
+(any shape) and returns float64 C(t) there, with no host read — so a training
+step that reads C(t) can be compiled or captured in a CUDA graph without
+recompiling or synchronising per step. Both perform the same integer arithmetic
+and then the same double-precision operations in the same order, so they agree
+exactly (tests/test_setpoints.py checks every step of the schedules' range).
+A third-party set point without ``value_tensor`` still works: its group
+evaluates ``value(t)`` on the host (see ``ClosedLoopGroup``).
+
 Rounding: the closed forms sum ``start + k·step + r·step/ramp``, which can land
 an ulp away from what exact (decimal) accumulation gives. A value within
 1e-12 (relative) of ``stop`` counts as having reached it, so the step at which
@@ -14,6 +24,7 @@ hybrid: t = 780,999), not one shifted by rounding.
 from __future__ import annotations
 
 import gin
+import torch
 
 from .arg_checks import integer, real, training_step
 
@@ -23,6 +34,11 @@ _REACHED_STOP_RTOL = 1e-12
 def _capped(c: float, stop: float) -> float:
     """C never exceeds ``stop``; a value within rounding of it is ``stop`` itself."""
     return stop if c >= stop - _REACHED_STOP_RTOL * max(1.0, abs(stop)) else c
+
+
+def _capped_tensor(c: torch.Tensor, stop: float) -> torch.Tensor:
+    """:func:`_capped` on a tensor: the same threshold, compared on the device."""
+    return torch.where(c >= stop - _REACHED_STOP_RTOL * max(1.0, abs(stop)), stop, c)
 
 
 def _climb(owner: str, start, stop, step) -> tuple[float, float, float]:
@@ -85,6 +101,17 @@ class HybridAnnealing(_StatelessSetpoint):
         c = self.start + whole_ramps * self.step + partial * self.step / self.ramp
         return _capped(c, self.stop)
 
+    def value_tensor(self, t: torch.Tensor) -> torch.Tensor:
+        """``value`` of an integer step tensor, computed on its device (float64)."""
+        periods_begun = torch.div(t, self.period, rounding_mode="floor")
+        in_current_ramp = torch.clamp(t - periods_begun * self.period + 1, max=self.ramp)
+        increments = torch.where(periods_begun == 0, 0, (periods_begun - 1) * self.ramp + in_current_ramp)
+        whole_ramps = torch.div(increments, self.ramp, rounding_mode="floor").to(torch.float64)
+        partial = torch.remainder(increments, self.ramp).to(torch.float64)
+        # the host's order: (start + whole·step) + (partial·step) / ramp
+        c = whole_ramps * self.step + self.start + partial * self.step / self.ramp
+        return _capped_tensor(c, self.stop)
+
 
 @gin.configurable
 class StepAnnealing(_StatelessSetpoint):
@@ -105,6 +132,11 @@ class StepAnnealing(_StatelessSetpoint):
         t = training_step(type(self).__name__, t)
         return _capped(self.start + (t // self.period) * self.step, self.stop)
 
+    def value_tensor(self, t: torch.Tensor) -> torch.Tensor:
+        """``value`` of an integer step tensor, computed on its device (float64)."""
+        periods = torch.div(t, self.period, rounding_mode="floor").to(torch.float64)
+        return _capped_tensor(periods * self.step + self.start, self.stop)
+
 
 @gin.configurable
 class ConstantSetpoint(_StatelessSetpoint):
@@ -117,3 +149,7 @@ class ConstantSetpoint(_StatelessSetpoint):
     def value(self, t: int) -> float:
         training_step(type(self).__name__, t)
         return self.constant
+
+    def value_tensor(self, t: torch.Tensor) -> torch.Tensor:
+        """``value`` of an integer step tensor (a fill on its device, float64)."""
+        return torch.full(t.shape, self.constant, dtype=torch.float64, device=t.device)

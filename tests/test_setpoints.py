@@ -157,3 +157,38 @@ def test_gin_bad_binding_names_the_parameter():
     gin.parse_config("HybridAnnealing.ramp = 6000")
     with pytest.raises(ValueError, match="HybridAnnealing.period must be > ramp"):
         HybridAnnealing()
+
+
+# -- on the device: value_tensor ---------------------------------------------------
+
+def _every_step_equal(sp, last: int):
+    """value_tensor(t) == value(t), bit for bit, for every t in 1..last (one tensor call)."""
+    ts = torch.arange(1, last + 1, dtype=torch.int64)
+    on_device = sp.value_tensor(ts)
+    assert on_device.dtype == torch.float64 and on_device.shape == ts.shape
+    host = torch.tensor([sp.value(t) for t in range(1, last + 1)], dtype=torch.float64)
+    differ = (on_device != host).nonzero().flatten()
+    assert differ.numel() == 0, [(int(ts[i]), float(on_device[i]), float(host[i])) for i in differ[:5]]
+
+
+@pytest.mark.parametrize("sp, last", [
+    (HybridAnnealing(), 800_000),  # every ramp and hold until past t = 780,999, where C first equals stop
+    (HybridAnnealing(start=1.0, stop=1.3, step=0.5, period=10, ramp=4), 200),  # stop reached mid-ramp
+    (HybridAnnealing(start=0.5, stop=3.0, step=0.7, period=50, ramp=7), 2_000),  # increments not exact in binary
+    (HybridAnnealing(start=0.0, stop=5.0, step=0.1, period=3, ramp=2), 1_000),  # the shortest hold
+    (StepAnnealing(), 700_000),  # every step until past t = 650,000, where C reaches stop
+    (StepAnnealing(start=0.5, stop=1.0, step=0.25, period=5), 100),
+    (StepAnnealing(start=0.3, stop=2.0, step=0.1, period=1), 100),  # a step every step, 0.1 inexact
+    (ConstantSetpoint(3.5), 1_000),
+])
+def test_the_tensor_form_equals_the_host_form_at_every_step(sp, last):
+    _every_step_equal(sp, last)
+
+
+@pytest.mark.parametrize("sp", [HybridAnnealing(), StepAnnealing(), ConstantSetpoint(2.0)])
+def test_the_tensor_form_reads_nothing_back(sp):
+    # a meta tensor has no data: a host read of it would raise
+    c = sp.value_tensor(torch.tensor(7_000, dtype=torch.int64, device="meta"))
+    assert c.device.type == "meta" and c.dtype == torch.float64 and c.dim() == 0
+    far = sp.value_tensor(torch.tensor(10**12, dtype=torch.int64))  # long after stop: held there
+    assert float(far) == sp.value(10**12)
