@@ -288,19 +288,28 @@ class ClosedLoopGroup:
     The members' control law runs once on [K] float64 tensors: their gains
     (``GROUP_GAINS`` of the class: e.g. a grid of Ki) become [K] tensors and
     their state [K] tensors, so the arithmetic per member is exactly that of
-    its own scheduler's tensor path, bit for bit. When all members share one
-    set point C(t) is computed once per step; otherwise once per member (a
-    Python loop over K, on the host).
+    its own scheduler's tensor path, bit for bit.
+
+    Everything ``step`` reads lives on the device and is updated in place: the
+    step counter t (an int64 tensor), the KL window ([window, K], summed slot 0
+    first like :class:`KLMovingAverage`) and its write position, and the law's
+    state. C(t) comes from the set point's ``value_tensor(t)``, once per step
+    when all members share a set point, else once per member. So a step is
+    free of host work and the same tensors are read and written every step:
+    it can be compiled without recompiling per step and captured in a CUDA
+    graph (``capturable``). A third-party set point without ``value_tensor`` is
+    evaluated on the host from a host copy of t (not capturable).
     """
 
     def __init__(self, schedulers):
         self.members = list(schedulers)
         first = self.members[0]
         self.law = copy.copy(first)  # the members' class and window; gains and state set below
-        self.law._kl_window = KLMovingAverage(first.window)
+        self.law._kl_window = None  # the group's window is the [window, K] tensor below
         setpoint_configs = [m._setpoint_config() for m in self.members]
         self.shared_setpoint = all(type(m.setpoint) is type(first.setpoint) and c == setpoint_configs[0]
                                    for m, c in zip(self.members, setpoint_configs))
+        self.capturable = all(callable(getattr(m.setpoint, "value_tensor", None)) for m in self.members)
         self._gains = {g: torch.tensor([float(getattr(m, g)) for m in self.members], dtype=torch.float64)
                        for g in type(first).GROUP_GAINS}
         self.device = torch.device("cpu")
@@ -311,19 +320,30 @@ class ClosedLoopGroup:
     def __len__(self) -> int:
         return len(self.members)
 
-    def _to(self, device: torch.device) -> None:
-        if device == self.device:
-            return
-        move = lambda v: v.to(device)  # noqa: E731
-        for name in self._gains:
-            setattr(self.law, name, move(getattr(self.law, name)))
-        self.law._convert_state(move)
-        self.device = device
+    def to(self, device) -> "ClosedLoopGroup":
+        """Move the gains and state to ``device`` (done by the first step if not before)."""
+        device = torch.device(device)
+        if device != self.device:
+            for name in self._gains:
+                setattr(self.law, name, getattr(self.law, name).to(device))
+            self.t, self.window, self.pos = self.t.to(device), self.window.to(device), self.pos.to(device)
+            self.law._vars = {k: v.to(device) for k, v in self.law._vars.items()}
+            self.device = device
+        return self
 
-    def _setpoint(self, t: int):
+    def state_tensors(self) -> list[torch.Tensor]:
+        """The tensors ``step`` updates in place (static addresses for CUDA graphs)."""
+        return [self.t, self.window, self.pos, *self.law._vars.values()]
+
+    def _setpoint(self, t: torch.Tensor):
+        if self.capturable:
+            if self.shared_setpoint:
+                return self.members[0].setpoint.value_tensor(t)
+            return torch.stack([m.setpoint.value_tensor(t) for m in self.members])
+        self._host_t += 1  # a set point for host ints only: evaluated here, copied to the device
         if self.shared_setpoint:
-            return self.members[0].setpoint.value(t)
-        values = [m.setpoint.value(t) for m in self.members]
+            return self.members[0].setpoint.value(self._host_t)
+        values = [m.setpoint.value(self._host_t) for m in self.members]
         return torch.tensor(values, dtype=torch.float64).to(self.device, non_blocking=True)
 
     def step(self, kl: torch.Tensor) -> torch.Tensor:
@@ -331,29 +351,45 @@ class ClosedLoopGroup:
         if kl.shape != (len(self),):
             raise ValueError(f"a group of {len(self)} schedulers takes [{len(self)}] KLs, got {tuple(kl.shape)}")
         y_in = kl.detach().to(torch.float64)
-        self._to(y_in.device)
-        beta = self.law._advance(y_in, self._setpoint(self.law.t + 1), _TensorMath)
-        return beta.to(kl.dtype)
+        self.to(y_in.device)
+        law = self.law
+        self.t.add_(1)
+        c = self._setpoint(self.t)
+        self.window.index_copy_(0, self.pos, y_in.unsqueeze(0))  # KLMovingAverage.push, on the device
+        self.pos.add_(1).remainder_(law.window)
+        y = self.window[0]
+        for i in range(1, law.window):  # KLMovingAverage.mean's order: slot 0 first
+            y = y + self.window[i]
+        y = y / law.window
+        e = c - y
+        state, law._vars = law._vars, dict(law._vars)
+        beta = law._control(e, _TensorMath)
+        for name, value in state.items():  # the new state, written into the same tensors
+            value.copy_(law._vars[name])
+        law._vars = state
+        law._last = {"setpoint": c, "kl_avg": y, "error": e, "beta_unclamped": beta}
+        return _TensorMath.clamp_min(beta, law.beta_min).to(kl.dtype)
 
     def scalars(self) -> dict:
         out = dict(self.law._last)
-        if out and not isinstance(out["setpoint"], torch.Tensor):
-            out["setpoint"] = torch.full_like(out["kl_avg"], out["setpoint"])
         if out:
+            c = out["setpoint"]
+            out["setpoint"] = (c.expand(len(self)) if isinstance(c, torch.Tensor)  # 0-dim if shared: a view
+                               else torch.full((len(self),), c, dtype=torch.float64, device=self.device))
             out.update(self.law._extra_scalars())
         return out
 
     def member_state_dicts(self) -> list[dict]:
-        """Each member's state, as its own scheduler's ``state_dict`` would give it."""
-        law = self.law
-        if law.t == 0:
+        """Each member's state, as its own scheduler's ``state_dict`` would give it
+        (reads t and the window position back to the host: a checkpoint's sync)."""
+        t, pos = int(self.t), int(self.pos)
+        if t == 0:
             return [m.state_dict() for m in self.members]
-        window = torch.stack(law._kl_window.values, dim=1)  # [K, window]
         states = []
         for k, member in enumerate(self.members):
-            state = {"format": STATE_FORMAT, "kind": TENSOR, "t": law.t, "window": window[k].clone(),
-                     "window_pos": law._kl_window.pos}
-            state.update({name: value[k].clone() for name, value in law._vars.items()})
+            state = {"format": STATE_FORMAT, "kind": TENSOR, "t": t, "window": self.window[:, k].clone(),
+                     "window_pos": pos}
+            state.update({name: value[k].clone() for name, value in self.law._vars.items()})
             state["setpoint"] = member.setpoint.state_dict() if hasattr(member.setpoint, "state_dict") else {}
             states.append(state)
         return states
@@ -366,17 +402,16 @@ class ClosedLoopGroup:
         if len(ts) != 1 or len(positions) != 1:
             raise ValueError(f"the members of a group must be at the same step; got steps {sorted(ts)}")
         as_tensor = lambda v: torch.as_tensor(v, dtype=torch.float64).to("cpu")  # noqa: E731
-        law = self.law
-        law.t, law._kind, law._device, law._last = ts.pop(), TENSOR, None, {}
-        law._kl_window.pos = positions.pop()
-        law._kl_window.values = [torch.stack([as_tensor(m._kl_window.values[i]) for m in self.members])
-                                 for i in range(law.window)]
+        law, device = self.law, self.device
+        self._host_t = ts.pop()
+        self.t = torch.tensor(self._host_t, dtype=torch.int64)
+        self.pos = torch.tensor([positions.pop()], dtype=torch.int64)
+        self.window = torch.stack([torch.stack([as_tensor(m._kl_window.values[i]) for m in self.members])
+                                   for i in range(law.window)])  # [window, K]
+        law._kind, law._device, law._last = TENSOR, None, {}
         law._vars = {name: torch.stack([as_tensor(m._vars[name]) for m in self.members])
                      for name in self.members[0]._vars}
-        device, self.device = self.device, torch.device("cpu")
-        self._gains_to_cpu()
-        self._to(device)
-
-    def _gains_to_cpu(self) -> None:
         for name in self._gains:
-            setattr(self.law, name, getattr(self.law, name).to("cpu"))
+            setattr(law, name, getattr(law, name).to("cpu"))
+        self.device = torch.device("cpu")
+        self.to(device)

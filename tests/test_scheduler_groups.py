@@ -92,3 +92,64 @@ def test_constant_betas_are_one_tensor_made_once():
     assert isinstance(group, ConstantGroup)
     first = group.step(torch.zeros(2))
     assert first.tolist() == [1.0, 4.0] and group.step(torch.ones(2)) is first
+
+
+@pytest.mark.parametrize("kind", ["pi_ki_grid", "pi_setpoint_grid", "positional"])
+def test_a_group_steps_on_the_device_in_place_reading_nothing_back(kind):
+    """Everything a step reads lives on the KL's device and is updated in place: on
+    meta tensors (no data: any host read raises) the group steps, with the same
+    tensors before and after — what a compiled or captured step needs."""
+    group = group_scheduler(members(kind))
+    assert group.capturable
+    kl = torch.rand(len(group), dtype=torch.float32, device="meta")
+    group.step(kl)
+    before = [(id(t), t.device.type) for t in group.state_tensors()]
+    for _ in range(9):
+        beta = group.step(kl)
+    assert beta.device.type == "meta" and beta.shape == (len(group),)
+    assert [(id(t), t.device.type) for t in group.state_tensors()] == before == [(id(t), "meta") for t in
+                                                                                  group.state_tensors()]
+    assert all(v.device.type == "meta" for v in group.scalars().values())
+
+
+@pytest.mark.parametrize("kind", ["float", "tensor"])
+def test_a_group_loads_the_states_single_runs_save_and_continues_them_exactly(kind):
+    """The members' states keep the layout every checkpoint so far holds (a single
+    scheduler's state_dict, on the float or the tensor path): a group loads them and
+    continues each member exactly as the single scheduler does."""
+    kls = kl_sequence(3, 40)
+    singles = members("pi_setpoint_grid")
+    for kl in kls[:13]:
+        for k, s in enumerate(singles):
+            s.step(float(kl[k]) if kind == "float" else kl[k])
+    group = group_scheduler(members("pi_setpoint_grid"))
+    group.load_member_state_dicts([s.state_dict() for s in singles])
+    for kl in kls[13:]:
+        betas = group.step(kl)
+        for k, s in enumerate(singles):
+            expected = s.step(kl[k]) if kind == "tensor" else s.step(float(kl[k]))
+            assert float(betas[k]) == float(expected)
+    for state, s in zip(group.member_state_dicts(), singles):
+        assert state["t"] == s.t == 40 and state["window_pos"] == s.state_dict()["window_pos"]
+
+
+class HostOnlySetpoint:
+    """A third party's set point with only the host form ``value(t)``."""
+
+    config = {"name": "host_only"}
+
+    def value(self, t):
+        return 0.5 + 0.25 * (t // 4)
+
+
+def test_a_set_point_without_a_tensor_form_still_works_in_a_group():
+    def make():
+        return [PIBetaScheduler(ki=ki, setpoint=HostOnlySetpoint()) for ki in (0.005, 0.01)]
+
+    group, alone = group_scheduler(make()), make()
+    assert isinstance(group, ClosedLoopGroup) and not group.capturable
+    for kl in kl_sequence(2, 20):
+        betas = group.step(kl)
+        assert all(torch.equal(betas[k], s.step(kl[k])) for k, s in enumerate(alone))
+    assert torch.equal(group.scalars()["setpoint"], torch.full((2,), HostOnlySetpoint().value(20),
+                                                               dtype=torch.float64))
