@@ -24,6 +24,18 @@ has its own gin bindings) and returns an object with:
   member, each exactly what that member's own scheduler's ``state_dict`` would
   be, so each member's checkpoint is an ordinary run's checkpoint.
 
+Optionally, for a training step that can be compiled and captured in a CUDA
+graph (``Protocol.compile``):
+
+* ``capturable = True`` — ``step`` does nothing on the host that changes from
+  step to step: its state (its step counter and set point included) lives in
+  tensors on the device, updated in place, and it reads no value back. Such a
+  group is stepped inside the compiled step; any other group (``capturable``
+  absent or False) is stepped outside it, eagerly, and works as before;
+* ``to(device)`` — move the state to the training device before the first step;
+* ``state_tensors()`` — the tensors ``step`` updates in place (their addresses
+  are kept fixed for CUDA graphs).
+
 ``stack_group`` may return None when it cannot batch these members (say,
 different windows); a scheduler without it — a third party's written for one
 run — keeps working: the group steps each member's instance in turn.
@@ -73,10 +85,13 @@ class ConstantBeta:
             raise ValueError(f"ConstantBeta.beta must be >= 0, got {beta}")
         self.beta = beta
         self.config = {"name": "constant", "beta": beta}
+        self._tensor = None
 
     def step(self, kl):
-        if isinstance(kl, torch.Tensor):
-            return torch.full_like(kl, self.beta)
+        if isinstance(kl, torch.Tensor):  # one tensor per device and dtype, made once
+            if self._tensor is None or self._tensor.device != kl.device or self._tensor.dtype != kl.dtype:
+                self._tensor = torch.full_like(kl, self.beta)
+            return self._tensor
         return self.beta
 
     def state_dict(self) -> dict:
@@ -93,8 +108,19 @@ class ConstantBeta:
 class ConstantGroup:
     """K constant βs: the [K] tensor is made once per device, not every step."""
 
+    capturable = True
+
     def __init__(self, betas):
-        self.betas = torch.tensor(betas, dtype=torch.float64)
+        # in the KL's dtype (models sum the KL in float32), so that a compiled step sees
+        # the same tensor from its first step on; ``step`` converts once for another
+        self.betas = torch.tensor(betas, dtype=torch.float64).to(torch.float32)
+
+    def to(self, device) -> "ConstantGroup":
+        self.betas = self.betas.to(device)
+        return self
+
+    def state_tensors(self) -> list:
+        return []
 
     def step(self, kl: torch.Tensor) -> torch.Tensor:
         if self.betas.device != kl.device or self.betas.dtype != kl.dtype:
@@ -113,7 +139,10 @@ class ConstantGroup:
 
 class PerMemberGroup:
     """A group of schedulers that cannot be batched: each member's own instance
-    is stepped on its own KL (a Python loop over K; third-party schedulers)."""
+    is stepped on its own KL (a Python loop over K; third-party schedulers).
+    Not ``capturable``: a compiled step steps it outside the compiled code."""
+
+    capturable = False
 
     def __init__(self, schedulers):
         self.schedulers = list(schedulers)
