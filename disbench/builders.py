@@ -65,6 +65,7 @@ def check_run_config() -> tuple[Protocol, Run, DatasetInfo]:
     model / scheduler / dataset / metric names, whether the metrics apply to
     the dataset, and the model and scheduler settings (built once on the CPU)."""
     protocol, run = build_protocol(), build_run()
+    check_compile_mode(protocol)
     get_registry("models").get(run.model)
     if isinstance(run.scheduler, str):
         get_registry("schedulers").get(run.scheduler)
@@ -75,6 +76,20 @@ def check_run_config() -> tuple[Protocol, Run, DatasetInfo]:
     with torch.random.fork_rng(devices=[]):  # building must not move the caller's random streams
         build_model(run, protocol, info)
     return protocol, run, info
+
+
+def check_compile_mode(protocol: Protocol, device=None) -> None:
+    """``Protocol.compile = 'cudagraph'`` needs CUDA: refused on a machine without it
+    (or for a run on another ``device``), before anything is made."""
+    if protocol.compile != "cudagraph":
+        return
+    where = None
+    if device is not None and torch.device(device).type != "cuda":
+        where = f"this run trains on {torch.device(device)}"
+    elif not torch.cuda.is_available():
+        where = "this machine has no CUDA device"
+    if where:
+        raise DisbenchError(f"Protocol.compile = 'cudagraph' needs CUDA and {where}: use 'compile' or 'none'")
 
 
 def metric_classes(names) -> list:

@@ -35,7 +35,7 @@ NOT_FINGERPRINTED = ("data_root", "log_every", "checkpoint_every", "eval_every",
 # set away from their default, so that earlier runs keep theirs.
 ADDED_LATER = {"precision": "fp32", "channels_last": False}
 PRECISIONS = ("fp32", "bf16")
-COMPILE_MODES = ("none", "compile")
+COMPILE_MODES = ("none", "compile", "cudagraph")
 # Bindings a resumed run may change (where the data lies, who watches it); any other change is refused.
 CHANGEABLE_ON_RESUME = ("Protocol.data_root", "Run.loggers")
 
@@ -60,7 +60,7 @@ class Protocol:
     deterministic: bool = False  # deterministic kernels (see disbench.determinism)
     precision: str = "fp32"      # 'bf16': convolutions and linear layers under bf16 autocast
     channels_last: bool = False  # NHWC image layout for the convolutions
-    compile: str = "none"        # 'compile': torch.compile the model's step functions
+    compile: str = "none"        # 'compile': torch.compile the step; 'cudagraph': and replay it as CUDA graphs
 
     def __post_init__(self):
         for name in ("latent_dim", "batch_size", "steps", "log_every", "checkpoint_every"):

@@ -31,12 +31,18 @@ class BetaVAEB(VAEModel):
     def default_scheduler(self):
         return ConstantBeta(self.gamma)
 
-    def capacity(self, step: int) -> float:
+    def capacity(self, step):
+        """C(step) for an int step (a float), or for the training loop's step counter,
+        an integer tensor on the device (float64 there: the same value, no host read)."""
+        if isinstance(step, torch.Tensor):
+            return torch.clamp(step.to(torch.float64) * self.c_max / self.c_stop, max=self.c_max)
         return min(self.c_max, self.c_max * step / self.c_stop)
 
     def loss(self, terms, beta, step):
         capacity = self.capacity(step)
-        return terms.recon + beta * (terms.kl - capacity).abs(), {"capacity": torch.full_like(terms.kl, capacity)}
+        capacity = (capacity.to(terms.kl.dtype) if isinstance(capacity, torch.Tensor)
+                    else torch.full_like(terms.kl, capacity))
+        return terms.recon + beta * (terms.kl - capacity).abs(), {"capacity": capacity}
 
     def config(self) -> dict:
         return {**super().config(), "gamma": self.gamma, "c_max": self.c_max, "c_stop": self.c_stop}

@@ -18,6 +18,21 @@ floating-point operations in the grouped kernels.
 Members are independent: nothing mixes them but the sum of their losses,
 whose gradient is 1 for each. A member whose numbers go non-finite is left
 to itself (its NaNs stay in its slices) and the others train on.
+
+The step is free of host work: the step counter the losses see is a 0-dim
+int64 tensor on the device (``step_count``), the schedulers keep their state
+(their own step counter and set point C(t) included) on the device, and
+nothing reads a value back. So the part of the step from the batch to the
+summed loss — forward, controller, loss, and with it the backward that
+autograd derives from it — is one function (``_compute``) that
+``Protocol.compile`` compiles as it is: ``'compile'`` with ``torch.compile``,
+``'cudagraph'`` with ``torch.compile(mode="reduce-overhead")``, which replays
+it (and its backward) as CUDA graphs. Left outside it, run eagerly: the
+members' draws (one call per member and generator: each member's own stream
+must stay what it is alone, and one call cannot draw from K generators) and
+Adam (``fused`` on CUDA, ``foreach`` elsewhere: a few kernels for all
+parameters). A scheduler group that is not ``capturable`` (a third party's,
+stepped member by member on the host) is stepped outside the compiled code.
 """
 
 from __future__ import annotations
@@ -30,6 +45,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 from torch.utils._pytree import tree_map
 
+from ..builders import check_compile_mode
 from ..data import DeviceSampler
 from ..models.base import Terms
 from ..schedulers import group_scheduler
@@ -46,7 +62,12 @@ class _Method(nn.Module):
 
     def forward(self, *args):
         if self.method != "forward":  # loss methods take Terms; vmap passes them as a dict
-            args = (Terms(**args[0]), *args[1:])
+            fields = dict(args[0])
+            kl = fields.pop("kl", None)
+            terms = Terms(**fields)
+            if kl is not None:  # the KL sum the group already has: not summed again
+                terms.kl = kl
+            args = (terms, *args[1:])
         out = getattr(self.model, self.method)(*args)
         if isinstance(out, Terms):
             return out.as_dict()
@@ -73,21 +94,22 @@ class RunGroup:
                               ("auxiliary_loss", (0, 0, 0, None))):  # None: the step, the same for all
             call = _Method(template, name)
             fn = (lambda c: lambda s, *a: functional_call(c, s, a))(call)
-            fn = fn if self.size == 1 else vmap(fn, in_dims=in_dims)
-            self._functions[name] = torch.compile(fn, dynamic=False) if protocol.compile == "compile" else fn
+            self._functions[name] = fn if self.size == 1 else vmap(fn, in_dims=in_dims)
         auxiliary = models[0].auxiliary_parameters()
         self.auxiliary_names = {name: [p for p in self.params if p.startswith(spec["prefix"])]
                                 for name, spec in auxiliary.items()}
         owned = {p for names in self.auxiliary_names.values() for p in names}
         self.main_names = [p for p in self.params if p not in owned]
         self._auxiliary_owned = owned
-        self.optimizer = torch.optim.Adam([self.params[n] for n in self.main_names], lr=protocol.lr,
-                                          betas=protocol.adam_betas)
+        self.optimizer = adam([self.params[n] for n in self.main_names], protocol.lr, protocol.adam_betas,
+                              self.device)
         self.auxiliary_optimizers = {
-            name: torch.optim.Adam([self.params[n] for n in self.auxiliary_names[name]], lr=spec["lr"],
-                                   betas=tuple(spec["betas"]))
+            name: adam([self.params[n] for n in self.auxiliary_names[name]], spec["lr"], spec["betas"],
+                       self.device)
             for name, spec in auxiliary.items()}
         self.schedulers = group_scheduler([m.scheduler for m in models])
+        if callable(getattr(self.schedulers, "to", None)):
+            self.schedulers.to(self.device)
         images = images.to(self.device)  # one copy on the device, shared by the members' samplers
         self.samplers = [DeviceSampler(images, protocol.batch_size, self.device, seed=s) for s in seeds]
         self.noise_generators = [torch.Generator(device=self.device) for _ in seeds]
@@ -96,6 +118,37 @@ class RunGroup:
         self.needs_other_batch = models[0].needs_other_batch()
         self._autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16)
                           if protocol.precision == "bf16" else nullcontext())
+        # The step the losses see, on the device; the host's copy says what it holds.
+        self.step_count = torch.zeros((), dtype=torch.int64, device=self.device)
+        self._host_step = 0
+        # The arguments of each call, made once: the same tensors every step (each
+        # detached alias shares its parameter's storage, which Adam updates in place).
+        self._forward_state = self._state()
+        self._main_state = self._state(owned.__contains__)
+        self._auxiliary_state = self._state(lambda name: name not in owned)
+        self._eager_scheduler_step = torch.compiler.disable(self.schedulers.step)
+        self._compute = self._compiled(self._main_step)
+        self._compute_auxiliary = self._compiled(self._auxiliary_step)
+        self._static_marked = False
+
+    def _compiled(self, fn):
+        """``fn`` as ``Protocol.compile`` says: as it is, compiled, or compiled for CUDA graphs."""
+        mode = self.protocol.compile
+        check_compile_mode(self.protocol, self.device)
+        if mode == "none":
+            return fn
+        return torch.compile(fn, dynamic=False, **({"mode": "reduce-overhead"} if mode == "cudagraph" else {}))
+
+    def _mark_static(self) -> None:
+        """For CUDA graphs: the tensors every step reads and updates in place keep their
+        addresses (parameters, buffers, the step counters, the schedulers' state), so the
+        graphs read them where they are instead of copying them in."""
+        if self.protocol.compile == "cudagraph":
+            for t in (*self._forward_state.values(), *self._main_state.values(),
+                      *self._auxiliary_state.values(), self.step_count,
+                      *getattr(self.schedulers, "state_tensors", list)()):
+                torch._dynamo.mark_static_address(t)
+        self._static_marked = True
 
     # -- running a model method for every member --------------------------------
     def _state(self, constant=lambda name: False) -> dict:
@@ -123,33 +176,56 @@ class RunGroup:
                             for g in self.noise_generators])
 
     # -- one optimizer step of every member ------------------------------------------
-    def step(self, step: int) -> tuple[torch.Tensor, dict]:
+    def step(self, step: int | None = None) -> tuple[torch.Tensor, dict]:
         """Forward, β from the [K] detached KLs, loss, backward, Adam; then the
-        auxiliary step. Returns the [K] βs and the step's [K, ...] scalars (tensors;
-        nothing here waits for the device)."""
+        auxiliary step. ``step``: the step's number, counted from 1 (default: the
+        one after the last). Returns the [K] βs and the step's [K, ...] scalars
+        (tensors; nothing here waits for the device)."""
+        if step is not None and step != self._host_step + 1:
+            self.step_count.fill_(step - 1)  # a fill from the host: no read back
+            self._host_step = step - 1
+        self._host_step += 1
+        if not self._static_marked:
+            self._mark_static()
         x = self.batches()
         if self.protocol.channels_last:  # each member's [B, C, H, W] slice in NHWC strides
             x = x.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
-        terms = Terms(**self._run("forward", self._state(), x, self.noise()))
-        beta = self.schedulers.step(terms.kl.detach())
-        auxiliary_constant = self._auxiliary_owned.__contains__
-        loss, extras = self._run("loss", self._state(auxiliary_constant), terms.as_dict(), beta, step=step)
+        loss, beta, logged, terms = self._compute(x, self.noise())
         self.optimizer.zero_grad(set_to_none=True)
-        loss.sum().backward()
+        loss.backward()
         self.optimizer.step()
-        auxiliary = {}
         if self.auxiliary_optimizers:
             other = {"x": self.batches(), "noise": self.noise(), "uniform": self.noise(uniform=True)}
-            main_constant = lambda name: name not in self._auxiliary_owned  # noqa: E731
-            detached = tree_map(lambda t: t.detach(), terms.as_dict())
-            aux_loss, auxiliary = self._run("auxiliary_loss", self._state(main_constant), detached, other, step=step)
+            aux_loss, auxiliary = self._compute_auxiliary(tree_map(torch.Tensor.detach, terms), other)
             for optimizer in self.auxiliary_optimizers.values():
                 optimizer.zero_grad(set_to_none=True)
-            aux_loss.sum().backward()
+            aux_loss.backward()
             for optimizer in self.auxiliary_optimizers.values():
                 optimizer.step()
-        return beta, {"loss": loss, "recon": terms.recon, "kl": terms.kl, "kl_per_dim": terms.kl_per_dim,
-                      **extras, **auxiliary}
+            logged.update(auxiliary)
+        return beta, logged
+
+    def _main_step(self, x: torch.Tensor, noise: torch.Tensor):
+        """The step up to the summed loss (what ``Protocol.compile`` compiles)."""
+        self.step_count.add_(1)
+        terms = self._run("forward", self._forward_state, x, noise)
+        # Terms.kl, summed once here (not through its cached_property, whose lock
+        # torch.compile cannot trace): the controller, the losses and the log read it.
+        terms["kl"] = kl = terms["kl_per_dim"].sum(-1)
+        beta = self._scheduler_step(kl.detach())
+        loss, extras = self._run("loss", self._main_state, terms, beta, step=self.step_count)
+        logged = {"loss": loss.detach(), "recon": terms["recon"].detach(), "kl": kl.detach(),
+                  "kl_per_dim": terms["kl_per_dim"].detach(), **extras}
+        return loss.sum(), beta, logged, (terms if self.auxiliary_optimizers else None)
+
+    def _scheduler_step(self, kl: torch.Tensor) -> torch.Tensor:
+        if self.protocol.compile != "none" and not getattr(self.schedulers, "capturable", False):
+            return self._eager_scheduler_step(kl)  # host state (Python ints): outside compiled code
+        return self.schedulers.step(kl)
+
+    def _auxiliary_step(self, terms: dict, other: dict):
+        aux_loss, auxiliary = self._run("auxiliary_loss", self._auxiliary_state, terms, other, step=self.step_count)
+        return aux_loss.sum(), auxiliary
 
     # -- the members' own states -----------------------------------------------------
     def finite_members(self) -> list[bool]:
@@ -196,6 +272,12 @@ class RunGroup:
         """Copy the trained parameters into the member models (for evaluation)."""
         for k, model in enumerate(self.models):
             model.load_state_dict(self.member_model_state(k))
+
+
+def adam(params, lr: float, betas, device: torch.device) -> torch.optim.Adam:
+    """Adam over ``params``: the fused kernel on CUDA, the multi-tensor (foreach) one elsewhere."""
+    kind = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    return torch.optim.Adam(params, lr=lr, betas=tuple(betas), **kind)
 
 
 def _member_optimizer_state(optimizer: torch.optim.Optimizer, k: int) -> dict:

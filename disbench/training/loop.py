@@ -4,7 +4,9 @@ an ordinary run.
 
 The step itself never waits on the device: losses are summed into device
 accumulators and fetched (one transfer for all members) only every
-``Protocol.log_every`` steps. A member's non-finite loss is caught there, and
+``Protocol.log_every`` steps. The step counter the losses and schedulers read
+lives on the device too (see :mod:`.group`), so the step can be compiled and
+captured in CUDA graphs (``Protocol.compile``). A member's non-finite loss is caught there, and
 its non-finite parameters before each checkpoint (one host sync per
 checkpoint), so no bad state is saved as good. A member that fails is marked
 failed with its last good checkpoint kept; the other members train on.
@@ -42,8 +44,9 @@ from .scalars import SCALARS_NAME, ScalarLog, is_finite_row, read_scalars
 
 
 class Accumulator:
-    """Sums per-step [K, ...] tensors on the device (in place: no allocation per
-    step); ``fetch`` returns each member's means (one host transfer)."""
+    """Sums per-step [K, ...] tensors on the device: float64 sums allocated at the
+    first step, then added to in place (one multi-tensor add per step) and zeroed
+    after each fetch; ``fetch`` returns each member's means (one host transfer)."""
 
     def __init__(self):
         self.sums: dict[str, torch.Tensor] = {}
@@ -51,11 +54,9 @@ class Accumulator:
 
     def add(self, values: dict) -> None:
         for key, value in values.items():
-            value = value.detach()
-            if key in self.sums:
-                self.sums[key].add_(value)
-            else:
-                self.sums[key] = value.to(torch.float64, copy=True)
+            if key not in self.sums:
+                self.sums[key] = torch.zeros(value.shape, dtype=torch.float64, device=value.device)
+        torch._foreach_add_([self.sums[k] for k in values], [v.detach() for v in values.values()])
         self.count += 1
 
     def fetch(self, size: int) -> list[dict]:
@@ -68,7 +69,8 @@ class Accumulator:
             for k, row in enumerate(flat[:, i:i + width].tolist()):
                 rows[k][key] = row[0] if self.sums[key].ndim == 1 else row
             i += width
-        self.sums, self.count = {}, 0
+        torch._foreach_zero_(list(self.sums.values()))
+        self.count = 0
         return rows
 
 
