@@ -14,10 +14,14 @@ counts), so that a machine whose load changes affects all alike.
 * ``disbench``: a run as ``disbench train`` trains it (a group of one): uint8
   images on the device sampled by index, the controller on the device.
 * ``disbench bf16`` / ``channels_last`` / ``compile``: the Protocol options.
+* ``disbench cudagraph`` / ``fused K=n cudagraph`` (CUDA only, ``--cudagraph``):
+  ``Protocol.compile = 'cudagraph'``, the step's forward and backward replayed as
+  CUDA graphs, for one run and for the groups of ``--cudagraph-ks``.
 * ``fused K=n``: n runs trained as one group; images/s is the aggregate.
 
     python benchmarks/bench_throughput.py [--device auto] [--batch 128] [--steps 10]
-        [--rounds 3] [--ks 2,4,8] [--options bf16,channels_last] [--compile] [--json out.json]
+        [--rounds 3] [--ks 2,4,8] [--options bf16,channels_last] [--compile]
+        [--cudagraph] [--cudagraph-ks 16] [--json out.json]
 
 On CUDA every disbench step also runs once under
 ``torch.cuda.set_sync_debug_mode("error")`` (a host synchronisation inside the
@@ -133,8 +137,14 @@ def configurations(args, device) -> dict:
         configs[f"disbench {option}"] = (lambda s: lambda: Disbench(device, args.batch, **s))(settings)
     if args.compile:
         configs["disbench compile"] = lambda: Disbench(device, args.batch, compile="compile")
+    if args.cudagraph and device.type == "cuda":
+        configs["disbench cudagraph"] = lambda: Disbench(device, args.batch, compile="cudagraph")
     for k in (int(k) for k in filter(None, args.ks.split(","))):
         configs[f"fused K={k}"] = (lambda k: lambda: Disbench(device, args.batch, k))(k)
+    if args.cudagraph and device.type == "cuda":
+        for k in (int(k) for k in filter(None, args.cudagraph_ks.split(","))):
+            configs[f"fused K={k} cudagraph"] = (lambda k: lambda: Disbench(device, args.batch, k,
+                                                                             compile="cudagraph"))(k)
     return configs
 
 
@@ -148,6 +158,9 @@ def main(argv=None) -> int:
     p.add_argument("--ks", default="2,4,8", help="fused group sizes")
     p.add_argument("--options", default="bf16,channels_last")
     p.add_argument("--compile", action="store_true", help="also time Protocol.compile = 'compile' (slow to build)")
+    p.add_argument("--cudagraph", action="store_true",
+                   help="on CUDA, also time Protocol.compile = 'cudagraph' (one run, and --cudagraph-ks groups)")
+    p.add_argument("--cudagraph-ks", default="", help="fused group sizes also timed under 'cudagraph'")
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args(argv)
     device = resolve_device(args.device)

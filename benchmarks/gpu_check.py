@@ -2,7 +2,8 @@
 """The GPU check: what this CPU-only project can only verify where CUDA exists.
 
 1. Throughput (``bench_throughput.py --device cuda``): the reference loop, a run,
-   bf16 / channels_last, and fused groups up to K = 64, each step also run under
+   bf16 / channels_last, fused groups up to K = 64, and ``Protocol.compile =
+   'cudagraph'`` for a run and a group of 16, each step also run under
    ``torch.cuda.set_sync_debug_mode("error")`` (a host sync in the step fails).
 2. Resume on CUDA: a deterministic run is killed with SIGKILL after its first
    checkpoint, resumed with ``--resume``, and must end bit-identical to the same
@@ -106,6 +107,7 @@ def main() -> int:
     summary = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "cuda": torch.version.cuda}
     throughput = subprocess.run([sys.executable, str(Path(__file__).with_name("bench_throughput.py")),
                                  "--device", "cuda", "--ks", "2,4,8,16,32,64", "--steps", "20",
+                                 "--cudagraph", "--cudagraph-ks", "16",
                                  "--json", str(out / "throughput.json")], capture_output=True, text=True)
     summary["throughput"] = {"ok": throughput.returncode == 0,
                              "output": throughput.stdout[-4000:] + throughput.stderr[-2000:]}
