@@ -34,8 +34,8 @@ def group(model, k, scheduler=None, **protocol):
 def test_the_step_reads_nothing_back_to_the_host(full_host, monkeypatch, model, k):
     """Every way a tensor's value reaches the host raises during the steps: the
     step counter, the set point C(t), the controller and the losses stay on the
-    device. (Only the CPU's Adam reads its own step count, a CPU tensor even on
-    CUDA-less machines; on CUDA the fused Adam keeps it on the device.)"""
+    device. (Only Adam on the CPU reads its step count, a CPU tensor: host memory,
+    no synchronisation; on CUDA the fused Adam keeps it on the device.)"""
     g = group(model, k)
     g.step()  # Adam's state exists from here on
     adam_steps = {id(s["step"]) for o in (g.optimizer, *g.auxiliary_optimizers.values()) for s in o.state.values()}
