@@ -28,7 +28,8 @@ import torch
 from ..builders import resolve_device
 from ..errors import DisbenchError
 from ..runs import update_results
-from .plan import EVALUATE, TRAIN, RunJob, read_status
+from .locks import RunLocked, run_locks
+from .plan import EVALUATE, TRAIN, RunJob, read_status, refresh_job
 
 
 def execute_job(job: RunJob, *, device, progress: bool | None = None) -> dict:
@@ -39,7 +40,36 @@ def execute_job(job: RunJob, *, device, progress: bool | None = None) -> dict:
 def execute_unit(jobs: list[RunJob], *, device, progress: bool | None = None) -> list[dict]:
     """Evaluate one run, or train/resume a unit of runs as one fused group (see
     :func:`group_units`). Errors are returned, not raised: one unit failing must
-    not stop the others. KeyboardInterrupt still stops everything."""
+    not stop the others. KeyboardInterrupt still stops everything.
+
+    The unit first takes its runs' locks (:mod:`.locks`) and re-reads what each
+    run needs (:func:`refresh_job`): a run another process holds is left to it,
+    one finished meanwhile is not trained again, and a retried attempt resumes
+    from the checkpoint the killed one left."""
+    try:
+        with run_locks([Path(job.run_dir) for job in jobs]):
+            refreshed = [refresh_job(job) for job in jobs]
+            if [j.action for j in refreshed] == [j.action for j in jobs]:
+                return _run_unit(jobs, device, progress)
+            by_run = {job.run_dir: _settled_outcome(job) for job in refreshed if not job.todo}
+            for unit in group_units([job for job in refreshed if job.todo], len(jobs)):
+                by_run.update({job.run_dir: outcome
+                               for job, outcome in zip(unit, _run_unit(unit, device, progress))})
+            return [by_run[job.run_dir] for job in jobs]
+    except RunLocked as exc:
+        return [{"model": job.model, "seed": job.seed, "action": job.action, "error": str(exc), "locked": True,
+                 "status": (read_status(job.run_dir) or {}).get("status", "missing"), "seconds": 0.0}
+                for job in jobs]
+
+
+def _settled_outcome(job: RunJob) -> dict:
+    """The outcome of a run that needed nothing when its turn came."""
+    results = read_status(job.run_dir) or {}
+    return {"model": job.model, "seed": job.seed, "action": job.action, "status": results.get("status", "missing"),
+            "error": results.get("error") if results.get("status") == "failed" else None, "seconds": 0.0}
+
+
+def _run_unit(jobs: list[RunJob], device, progress: bool | None) -> list[dict]:
     from ..evaluation import evaluate_run
     from ..runner import prepare_new_run, prepare_resume, train_and_evaluate_group
 
@@ -57,6 +87,8 @@ def execute_unit(jobs: list[RunJob], *, device, progress: bool | None = None) ->
             for job, run_dir in zip(jobs, run_dirs):
                 if job.action == TRAIN:
                     prepare_new_run(run_dir, job.sources, job.model)
+                    if job.point.name:  # which grid point of a sweep this run is
+                        update_results(run_dir, grid_point=dict(job.point.bindings))
                 else:  # resume an interrupted run, or retry a failed one from its last good checkpoint
                     resume = prepare_resume(run_dir, job.sources, job.model) is not None
             train_and_evaluate_group(run_dirs, device=device, resume=resume, metrics=jobs[0].metrics,
@@ -81,7 +113,8 @@ def execute_unit(jobs: list[RunJob], *, device, progress: bool | None = None) ->
 
 def group_units(jobs: list[RunJob], fuse: int) -> list[list[RunJob]]:
     """The units of work: runs to evaluate alone; runs to train in fused groups of at
-    most ``fuse`` — same model (the plan has one protocol), and for resumed runs the
+    most ``fuse`` — same model and model settings (the plan has one protocol; a
+    sweep's points may differ in scheduler bindings only), and for resumed runs the
     same checkpoint step, since a group continues from one step."""
     units, pending = [], {}
     for job in jobs:
@@ -89,7 +122,7 @@ def group_units(jobs: list[RunJob], fuse: int) -> list[list[RunJob]]:
             units.append([job])
             continue
         step = None if job.action == TRAIN else (read_status(job.run_dir) or {}).get("checkpoint_step")
-        pending.setdefault((job.model, job.action == TRAIN, step), []).append(job)
+        pending.setdefault((job.model, job.fuse_key, job.action == TRAIN, step), []).append(job)
     for group in pending.values():
         units += [group[i:i + fuse] for i in range(0, len(group), fuse)]
     return units

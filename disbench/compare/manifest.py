@@ -19,14 +19,15 @@ COMPARE_NAME = "compare.json"
 def run_entry(compare_dir: Path, job: RunJob, outcome: dict | None = None) -> dict:
     """One run's line in compare.json: its planned action and its status on disk now."""
     results = read_status(job.run_dir) or {}
-    entry = {"model": job.model, "seed": job.seed,
+    entry = {"model": job.model, **({"point": job.point.name, "label": job.label} if job.point.name else {}),
+             "seed": job.seed,
              "run_dir": str(Path(job.run_dir).relative_to(compare_dir)),
              "action": job.action, "status": results.get("status", "missing"),
              "steps": results.get("steps"), "fingerprint": results.get("protocol_fingerprint"),
              "error": results.get("error") if results.get("status") == "failed" else None}
     if outcome:
         entry["error"] = outcome.get("error") or entry["error"]
-        entry.update({k: outcome[k] for k in ("seconds", "worker") if k in outcome})
+        entry.update({k: outcome[k] for k in ("seconds", "worker", "locked") if k in outcome})
     return entry
 
 

@@ -24,8 +24,26 @@ TRAIN, RESUME, RETRY, EVALUATE, DONE, SKIP_FAILED = "train", "resume", "retry", 
 TODO_ACTIONS = (TRAIN, RESUME, RETRY, EVALUATE)
 
 
-def run_dir_for(compare_dir: Path, model: str, seed: int) -> Path:
-    return Path(compare_dir) / RUNS_FOLDER / model / f"seed{seed}"
+def run_dir_for(compare_dir: Path, model: str, seed: int, point: str = "") -> Path:
+    """DIR/runs/MODEL/seedS, or DIR/runs/MODEL/POINT/seedS for a sweep's grid point."""
+    base = Path(compare_dir) / RUNS_FOLDER / model
+    return (base / point if point else base) / f"seed{seed}"
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    """One point of a sweep's grid: its folder name (``ki=0.01,stop=14``) and its
+    gin bindings (``{'PIBetaScheduler.ki': 0.01, ...}``). A compare has one point, ``NO_POINT``."""
+
+    name: str = ""
+    bindings: tuple = ()  # ((binding, value), ...) in the order of the --grid options
+
+    @property
+    def label(self) -> str:
+        return self.name.replace(",", ", ")
+
+
+NO_POINT = GridPoint()
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -75,10 +93,25 @@ class RunJob:
     action: str
     sources: ConfigSources
     metrics: tuple | None = None  # metrics to evaluate (None: the protocol's)
+    point: GridPoint = NO_POINT   # a sweep's grid point (its bindings are in ``sources``)
+    fuse_key: str = ""            # runs may share a fused group only with equal keys (the model's settings)
 
     @property
     def todo(self) -> bool:
         return self.action in TODO_ACTIONS
+
+    @property
+    def key(self) -> tuple:
+        return self.model, self.point.name, self.seed
+
+    @property
+    def label(self) -> str:
+        """The row this run is averaged into: the model, and its grid point in a sweep."""
+        return row_label(self.model, self.point)
+
+
+def row_label(model: str, point: GridPoint) -> str:
+    return f"{model} [{point.label}]" if point.name else model
 
 
 def read_status(run_dir: Path) -> dict | None:
@@ -101,19 +134,23 @@ class Plan:
 
 def plan_runs(compare_dir: Path, models: list[str], seeds: list[int], sources: ConfigSources,
               metrics: list[str] | None = None, retry_failed: bool = False,
-              representations: tuple[str, ...] | None = None) -> Plan:
-    """The job for every (model, seed), after checking the configuration of each model.
-    ``representations`` asks for each metric on each of them (``dci``, ``dci@sampled``)."""
+              representations: tuple[str, ...] | None = None, points: list[GridPoint] | None = None) -> Plan:
+    """The job for every (model, grid point, seed), after checking the configuration of
+    each model. ``representations`` asks for each metric on each of them (``dci``,
+    ``dci@sampled``); ``points`` are a sweep's grid points (a compare has none)."""
     jobs, first_requested = [], None
     fingerprints = _FingerprintCache()
-    for model in models:
-        requested = _check_configuration(sources, model, metrics, representations)
+    for model, point in ((m, p) for m in models for p in (points or [NO_POINT])):
+        point_sources = _with_bindings(sources, dict(point.bindings))
+        requested = _check_configuration(point_sources, model, metrics, representations)
+        fuse_key = _model_settings() if point.name else ""
         first_requested = requested if first_requested is None else first_requested
         for seed in seeds:
-            run_dir = run_dir_for(compare_dir, model, seed)
+            run_dir = run_dir_for(compare_dir, model, seed, point.name)
             results = read_status(run_dir)
             asked = tuple(requested) if (metrics or representations) else None  # None: the protocol's
-            job = RunJob(model, seed, str(run_dir), TRAIN, _with_seed(sources, seed), asked)
+            job = RunJob(model, seed, str(run_dir), TRAIN, _with_bindings(point_sources, {"Run.seed": seed}),
+                         asked, point, fuse_key)
             if results is None:
                 jobs.append(job)
                 continue
@@ -142,8 +179,25 @@ def _next_step(job: RunJob, results: dict, requested: tuple, retry_failed: bool)
     raise DisbenchError(f"{job.run_dir}: unknown run status {status!r} in {RESULTS_NAME}")
 
 
-def _with_seed(sources: ConfigSources, seed: int) -> ConfigSources:
-    return replace(sources, overrides={**sources.overrides, "Run.seed": seed})
+def refresh_job(job: RunJob) -> RunJob:
+    """``job`` with its action re-read from disk, just before it runs: another process
+    (a second driver, an earlier attempt of a retried Ray task) may have started,
+    finished or failed the run since it was planned."""
+    if job.action == EVALUATE:
+        return job
+    results = read_status(job.run_dir)
+    if results is None:
+        return replace(job, action=TRAIN)
+    status = results.get("status")
+    if status == "complete":
+        return replace(job, action=DONE)  # trained and evaluated by whoever finished it
+    if status == "failed" and job.action != RETRY:
+        return replace(job, action=SKIP_FAILED)
+    return replace(job, action=RESUME if status != "failed" else RETRY)
+
+
+def _with_bindings(sources: ConfigSources, bindings: dict) -> ConfigSources:
+    return replace(sources, overrides={**sources.overrides, **bindings}) if bindings else sources
 
 
 def _check_configuration(sources: ConfigSources, model: str, metrics: list[str] | None,
@@ -161,6 +215,18 @@ def _check_configuration(sources: ConfigSources, model: str, metrics: list[str] 
     metric_classes(requested)
     check_metrics_apply(requested, info)
     return requested
+
+
+def _model_settings() -> str:
+    """The parsed configuration's model settings (a sweep over a model binding, say
+    β-VAE's β, gives members a fused group cannot share; a scheduler binding does not)."""
+    import torch
+
+    from ..builders import build_model, check_run_config
+
+    protocol, run, info = check_run_config()
+    with torch.random.fork_rng(devices=[]):
+        return repr(build_model(run, protocol, info).config())
 
 
 class _FingerprintCache:
