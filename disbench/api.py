@@ -205,7 +205,8 @@ class CompareRows(list):
         except ImportError:
             raise DisbenchError("to_pandas needs pandas, which is not installed: pip install -e \".[pandas]\" "
                                 "(or pip install pandas)") from None
-        return pandas.DataFrame(list(self), columns=list(ROW_KEYS))
+        extra = list(dict.fromkeys(k for row in self for k in row if k not in ROW_KEYS))  # a sweep's bindings
+        return pandas.DataFrame(list(self), columns=[ROW_KEYS[0], *extra, *ROW_KEYS[1:]])
 
 
 ROW_KEYS = ("model", "metric", "representation", "column", "mean", "std", "n", "failed", "seeds")
@@ -227,6 +228,7 @@ def load_compare(path, *, as_dataframe: bool = False):
     if not compare_dir.is_dir():
         raise DisbenchError(f"{compare_dir} is not a directory")
     comparison, _ = load_comparison(compare_dir)
-    rows = CompareRows(dict(zip(ROW_KEYS, (model, metric, representation, col, st.mean, st.std, st.n, failed, runs)))
-                       for model, metric, representation, col, st, failed, runs in table_cells(comparison))
+    rows = CompareRows({**dict(zip(ROW_KEYS, (model, metric, representation, col, st.mean, st.std, st.n, failed,
+                                              runs))), **bindings}
+                       for model, metric, representation, col, st, failed, runs, bindings in table_cells(comparison))
     return rows.to_pandas() if as_dataframe else rows

@@ -13,7 +13,7 @@ import sys
 from .. import __version__
 from ..errors import DisbenchError
 
-BUILTIN_COMMANDS = ("train", "evaluate", "compare", "report", "plugins", "data")
+BUILTIN_COMMANDS = ("train", "evaluate", "compare", "sweep", "report", "plugins", "data")
 
 
 def build_parser() -> argparse.ArgumentParser:

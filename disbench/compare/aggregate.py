@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..errors import DisbenchError
 from ..metrics import parse_metric_name
-from .plan import RUNS_FOLDER, read_status, run_dir_for
+from .plan import NO_POINT, RUNS_FOLDER, GridPoint, read_status, row_label, run_dir_for
 
 FINAL_KEYS = ("recon", "kl", "beta")
 # How the controller tracked and when latents emerged (results.json 'controller' and
@@ -62,6 +62,11 @@ class RunRecord:
     seed: int
     run_dir: Path
     results: dict | None  # None: never started
+    point: GridPoint = NO_POINT
+
+    @property
+    def label(self) -> str:
+        return row_label(self.model, self.point)
 
     @property
     def status(self) -> str:
@@ -91,11 +96,18 @@ def stat(values) -> Stat:
 
 @dataclass
 class ModelSummary:
+    """One row of the tables: a model (and, in a sweep, one grid point) over its seeds."""
+
     model: str
     runs: list[RunRecord]
     metrics: dict[str, dict[str, Stat]] = field(default_factory=dict)  # metric -> column -> stat
     final: dict[str, Stat] = field(default_factory=dict)                # recon / kl / beta -> stat
     dynamics: dict[str, Stat] = field(default_factory=dict)             # DYNAMICS column -> stat
+    point: GridPoint = NO_POINT
+
+    @property
+    def label(self) -> str:
+        return row_label(self.model, self.point)
 
     @property
     def complete(self) -> list[RunRecord]:
@@ -118,10 +130,11 @@ class Comparison:
     fingerprint: str | None
     metric_names: list[str]
     columns: dict[str, list[str]]  # metric -> factor names in dataset order, named scores, then "score"
-    summaries: dict[str, ModelSummary]
+    summaries: dict[str, ModelSummary]  # row label (the model; in a sweep "model [point]") -> summary
     protocol: dict | None = None   # the protocol settings of the runs
     dataset: dict | None = None    # what the runs recorded about their data
     labels: dict[str, MetricLabel] = field(default_factory=dict)  # metric -> what its table shows
+    grid: dict[str, list] = field(default_factory=dict)  # a sweep's axes: binding -> its values, in order
 
     @property
     def records(self) -> list[RunRecord]:
@@ -140,9 +153,14 @@ def discover(compare_dir: Path) -> tuple[list[str], list[int]]:
     return models, sorted(seeds)
 
 
-def collect(compare_dir: Path, models: list[str], seeds: list[int]) -> list[RunRecord]:
-    return [RunRecord(m, s, run_dir_for(compare_dir, m, s), read_status(run_dir_for(compare_dir, m, s)))
-            for m in models for s in seeds]
+def collect(compare_dir: Path, models: list[str], seeds: list[int], points=(NO_POINT,)) -> list[RunRecord]:
+    records = []
+    for model in models:
+        for point in points:
+            for seed in seeds:
+                run_dir = run_dir_for(compare_dir, model, seed, point.name)
+                records.append(RunRecord(model, seed, run_dir, read_status(run_dir), point))
+    return records
 
 
 def check_fingerprints(records: list[RunRecord], compare_dir: Path) -> str | None:
@@ -159,9 +177,12 @@ def check_fingerprints(records: list[RunRecord], compare_dir: Path) -> str | Non
     return next(iter(groups), None)
 
 
-def aggregate(compare_dir: Path, models: list[str], seeds: list[int], metric_order=()) -> Comparison:
+def aggregate(compare_dir: Path, models: list[str], seeds: list[int], metric_order=(),
+              points: list[GridPoint] | None = None, grid: dict | None = None) -> Comparison:
+    """Summaries per model, or per (model, grid point) of a sweep (``points``, ``grid``)."""
     compare_dir = Path(compare_dir)
-    records = collect(compare_dir, models, seeds)
+    points = list(points or [NO_POINT])
+    records = collect(compare_dir, models, seeds, points)
     fp = check_fingerprints(records, compare_dir)
     complete = [r for r in records if r.status == "complete"]
     described = complete or [r for r in records if r.results]
@@ -180,9 +201,9 @@ def aggregate(compare_dir: Path, models: list[str], seeds: list[int], metric_ord
         labels[metric] = _label(metric, found_results)
 
     summaries = {}
-    for model in models:
-        runs = [r for r in records if r.model == model]
-        summary = ModelSummary(model, runs)
+    for model, point in ((m, p) for m in models for p in points):
+        runs = [r for r in records if r.model == model and r.point == point]
+        summary = ModelSummary(model, runs, point=point)
         done = summary.complete
         for metric in metric_names:
             results = [(r.results.get("metrics") or {}).get(metric) for r in done]
@@ -191,9 +212,10 @@ def aggregate(compare_dir: Path, models: list[str], seeds: list[int], metric_ord
                                        for col in columns[metric]}
         summary.final = {k: stat([(r.results.get("final") or {}).get(k) for r in done]) for k in FINAL_KEYS}
         summary.dynamics = {k: stat([read(r.results) for r in done]) for k, read in DYNAMICS.items()}
-        summaries[model] = summary
+        summaries[summary.label] = summary
     return Comparison(compare_dir, list(models), list(seeds), fp, metric_names, columns, summaries,
-                      protocol=first.get("protocol"), dataset=first.get("dataset"), labels=labels)
+                      protocol=first.get("protocol"), dataset=first.get("dataset"), labels=labels,
+                      grid=dict(grid or {}))
 
 
 def _base_and_kind(metric: str) -> tuple[str, str]:

@@ -8,6 +8,7 @@ from pathlib import Path
 from ..errors import DisbenchError
 from .aggregate import Comparison, aggregate, discover
 from .manifest import read_manifest
+from .plan import GridPoint
 from .tables import write_tables
 
 FIGURES_FOLDER = "figures"
@@ -30,7 +31,11 @@ def load_comparison(compare_dir: Path):
         models, seeds = discover(compare_dir)
     if not models:
         raise DisbenchError(f"{compare_dir} is not a compare directory (no compare.json, no runs/MODEL/seedS folders)")
-    return aggregate(compare_dir, models, seeds, metric_order=manifest.get("metrics") or ()), manifest
+    points = [GridPoint(p["name"], tuple((name, value) for name, value in p["bindings"]))
+              for p in manifest.get("points") or ()]
+    grid = {name: values for name, values in manifest.get("grid") or ()}
+    return aggregate(compare_dir, models, seeds, metric_order=manifest.get("metrics") or (), points=points or None,
+                     grid=grid), manifest
 
 
 def write_compare_report(compare_dir: Path, out_dir: Path | None = None, *, figures: bool = True,
@@ -50,4 +55,13 @@ def write_compare_report(compare_dir: Path, out_dir: Path | None = None, *, figu
         drawn = draw_figures(groups, out_dir / FIGURES_FOLDER, device=device, image_index=image_index,
                              progress=progress)
         report.figures, report.notes = drawn.written, drawn.notes
+        report.figures += _sweep_figures(comparison, out_dir / FIGURES_FOLDER)
     return report
+
+
+def _sweep_figures(comparison: Comparison, figures_dir: Path) -> list[Path]:
+    """A sweep's metric-vs-binding figure per grid axis (nothing for a compare)."""
+    from ..figures.sweep import plot_sweep_axis, sweep_figure_stem
+
+    return [path for axis in comparison.grid
+            for path in plot_sweep_axis(comparison, axis, figures_dir / sweep_figure_stem(axis))]

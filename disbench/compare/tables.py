@@ -129,7 +129,9 @@ def markdown(comparison: Comparison, protocol_name: str | None = None) -> str:
              f"fingerprint `{c.fingerprint}`" if c.fingerprint else None,
              f"dataset `{(c.dataset or {}).get('name')}`" if c.dataset else None,
              f"{protocol['steps']:,} steps" if protocol.get("steps") else None,
-             "seeds " + ", ".join(map(str, c.seeds))]
+             "seeds " + ", ".join(map(str, c.seeds)),
+             "grid " + " × ".join(f"`{axis}` ∈ {{{', '.join(map(str, values))}}}" for axis, values in c.grid.items())
+             if c.grid else None]
     lines = ["# Comparison", "", " · ".join(f for f in facts if f) + ".",
              "Cells: mean ± sample std (ddof = 1) over the complete runs; n = complete runs; "
              f"{DASH} = no value (a std needs two seeds); failed = failed runs / seeds.", ""]
@@ -140,7 +142,7 @@ def markdown(comparison: Comparison, protocol_name: str | None = None) -> str:
                   _row(["model", "n", *(header(col, metric) for col in cols), "failed"]), _rule(len(cols) + 3)]
         for s in c.summaries.values():
             stats = s.metrics.get(metric, {})
-            lines.append(_row([s.model, len(s.complete),
+            lines.append(_row([s.label, len(s.complete),
                                *(cell(stats.get(col, Stat(0, None, None)), METRIC_FORMAT) for col in cols),
                                _failed(s)]))
         lines.append("")
@@ -149,7 +151,7 @@ def markdown(comparison: Comparison, protocol_name: str | None = None) -> str:
     lines += ["## Final training values", "",
               _row(["model", "n", *(FINAL_HEADERS[k] for k in FINAL_KEYS), "failed"]), _rule(len(FINAL_KEYS) + 3)]
     for s in c.summaries.values():
-        lines.append(_row([s.model, len(s.complete), *(cell(s.final[k], FINAL_FORMATS[k]) for k in FINAL_KEYS),
+        lines.append(_row([s.label, len(s.complete), *(cell(s.final[k], FINAL_FORMATS[k]) for k in FINAL_KEYS),
                            _failed(s)]))
     lines.append("")
     if any(st.n for s in c.summaries.values() for st in s.dynamics.values()):
@@ -158,14 +160,15 @@ def markdown(comparison: Comparison, protocol_name: str | None = None) -> str:
                   "when latents' KL first exceeded the emergence threshold.", "",
                   _row(["model", "n", *DYNAMICS_HEADERS.values(), "failed"]), _rule(len(DYNAMICS_HEADERS) + 3)]
         for s in c.summaries.values():
-            lines.append(_row([s.model, len(s.complete),
+            lines.append(_row([s.label, len(s.complete),
                                *(cell(s.dynamics[k], DYNAMICS_FORMATS[k]) for k in DYNAMICS_HEADERS), _failed(s)]))
         lines.append("")
     left_out = [r for s in c.summaries.values() for r in s.failed + s.unfinished]
     if left_out:
         lines += ["## Runs not averaged", "", _row(["model", "seed", "status", "detail"]), "| :-- | --: | :-- | :-- |"]
-        for r in sorted(left_out, key=lambda r: (c.models.index(r.model), r.seed)):
-            lines.append(_row([r.model, r.seed, r.status, _detail(r)]))
+        rows = list(c.summaries)
+        for r in sorted(left_out, key=lambda r: (rows.index(r.label), r.seed)):
+            lines.append(_row([r.label, r.seed, r.status, _detail(r)]))
         lines.append("")
     return "\n".join(lines)
 
@@ -182,7 +185,8 @@ def _detail(record) -> str:
 
 def table_cells(comparison: Comparison) -> list[tuple]:
     """Every cell of the tables, long format: (model, metric, representation, column,
-    Stat, failed, runs); representation is None for the final and dynamics rows."""
+    Stat, failed, runs, bindings); representation is None for the final and dynamics
+    rows; bindings are the row's grid point in a sweep ({} in a compare)."""
     out = []
     for s in comparison.summaries.values():
         rows = [(label_of(comparison, metric), col, s.metrics[metric][col]) for metric in comparison.metric_names
@@ -190,7 +194,7 @@ def table_cells(comparison: Comparison) -> list[tuple]:
         rows = [(label.metric, label.representation, col, st) for label, col, st in rows]
         rows += [("final", None, k, s.final[k]) for k in FINAL_KEYS]
         rows += [("dynamics", None, k, s.dynamics[k]) for k in DYNAMICS_HEADERS]
-        out += [(s.model, metric, representation, col, st, len(s.failed), len(s.runs))
+        out += [(s.model, metric, representation, col, st, len(s.failed), len(s.runs), dict(s.point.bindings))
                 for metric, representation, col, st in rows]
     return out
 
@@ -198,9 +202,11 @@ def table_cells(comparison: Comparison) -> list[tuple]:
 def csv_text(comparison: Comparison) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["model", "metric", "representation", "column", "mean", "std", "n", "failed", "seeds"])
-    for model, metric, representation, col, st, failed, runs in table_cells(comparison):
-        writer.writerow([model, metric, representation or "", col, _num(st.mean), _num(st.std), st.n, failed, runs])
+    axes = list(comparison.grid)
+    writer.writerow(["model", *axes, "metric", "representation", "column", "mean", "std", "n", "failed", "seeds"])
+    for model, metric, representation, col, st, failed, runs, bindings in table_cells(comparison):
+        writer.writerow([model, *(bindings.get(a, "") for a in axes), metric, representation or "", col,
+                         _num(st.mean), _num(st.std), st.n, failed, runs])
     return out.getvalue()
 
 

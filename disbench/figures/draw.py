@@ -14,6 +14,7 @@ unfinished/failed runs' logs and marked "(not complete)".
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,7 +77,8 @@ def draw_figures(groups: dict[str, list[Path]], figures_dir: Path, *, device="cp
             metric_logs, {k: v for k, v in series.items() if k in metric_logs}, stem, colors=colors)))
     for model, dirs in complete.items():
         if dirs:
-            tasks.append((f"traversal_{model}", lambda stem, d=dirs[0]: _traversal(d, stem, device, image_index)))
+            name = "traversal_" + re.sub(r"[^\w.+\-=,]+", "_", model).strip("_")  # a sweep's "model [ki=0.01]"
+            tasks.append((name, lambda stem, d=dirs[0]: _traversal(d, stem, device, image_index)))
 
     report = FigureReport()
     for name, draw in progress_bar(tasks, desc="figures", unit="figure",
