@@ -24,35 +24,58 @@ def add_parser(subparsers) -> None:
         description="Run every (model, seed) not yet complete in OUT/runs/MODEL/seedS (resuming interrupted "
                     "ones), evaluate them, and write OUT/table.md, OUT/table.csv, OUT/figures and "
                     "OUT/compare.json. Re-running the same command does no finished work again.")
+    add_grid_options(p, "the compare directory")
+    add_execution_options(p)
+    p.set_defaults(func=run_compare)
+
+
+def add_grid_options(p, out_help: str) -> None:
+    """What a compare or sweep runs: models, seeds, protocol, output folder, metrics."""
     p.add_argument("--models", required=True, help="comma-separated model names, e.g. dynamicvae,factorvae,vae")
     p.add_argument("--seeds", required=True, help="seeds: '1-5', '1,3,7', '2' (or a mix, '1-3,7')")
     p.add_argument("--protocol", required=True, help="a protocol name (gin/protocols/NAME.gin) or a .gin file")
-    p.add_argument("--out", required=True, help="the compare directory")
+    p.add_argument("--out", required=True, help=out_help)
     p.add_argument("--metrics", help="comma-separated metrics to evaluate (default: the protocol's); "
                                      "NAME@sampled scores NAME on the sampled representation")
     p.add_argument("--representation", help="mean, sampled or mean,sampled: score each metric on each "
                                             "(default: mean, the encoder means)")
+
+
+def add_execution_options(p) -> None:
+    """How and where the runs are executed (compare and sweep)."""
     p.add_argument("--jobs", type=int, default=1,
                    help="runs at a time, each in its own worker process with cpu_count/JOBS threads "
-                        "(default 1: in this process)")
+                        "(default 1: in this process; --backend local only)")
     p.add_argument("--fuse", metavar="K|auto",
-                   help="train up to K runs of one model as one fused group (default 1); 'auto' measures "
-                        "the device and chooses")
+                   help="train up to K runs of one model (and model settings) as one fused group (default 1); "
+                        "'auto' measures the device and chooses")
     add_config_options(p)
     p.add_argument("--retry-failed", action="store_true",
                    help="run failed runs again (from their last good checkpoint); by default they are reported")
     p.add_argument("--no-figures", action="store_true", help="write the tables only (`disbench report` draws later)")
     p.add_argument("--device", default="auto",
                    help="cpu, cuda:N (all runs on one device), cuda/auto (worker w on GPU w mod #GPUs) "
-                        "or a list such as cuda:0,cuda:1 (default: auto)")
+                        "or a list such as cuda:0,cuda:1 (default: auto; --backend local only)")
+    ray = p.add_argument_group("distributed execution")
+    ray.add_argument("--backend", choices=("local", "ray"), default="local",
+                     help="local: this process or --jobs worker processes (default); ray: one Ray task per run "
+                          "or fused group, on the cluster at --address (needs the 'ray' extra)")
+    ray.add_argument("--address", help="--backend ray: the cluster, 'auto' or HOST:PORT (default: start a local "
+                                       "Ray instance); --out must be on storage every node sees")
+    ray.add_argument("--gpus-per-run", type=float, default=0.0,
+                     help="--backend ray: GPUs per run, fractions share a GPU (default 0: train on CPUs)")
+    ray.add_argument("--cpus-per-run", type=float, default=1.0,
+                     help="--backend ray: CPUs per task, also its torch threads (default 1)")
+    ray.add_argument("--max-retries", type=int, default=2,
+                     help="--backend ray: times a task whose worker died is retried, each retry resuming from "
+                          "the last checkpoint (default 2); a run that fails by itself is never retried")
     add_progress_option(p)
-    p.set_defaults(func=run_compare)
 
 
-def command_line(args, models: list[str]) -> str:
+def command_line(args, models: list[str], command: str = "compare", extra: list[str] = ()) -> str:
     """The command, rebuilt from its options (recorded in compare.json)."""
-    parts = ["disbench", "compare", "--models", ",".join(models), "--seeds", args.seeds,
-             "--protocol", args.protocol, "--out", args.out]
+    parts = ["disbench", command, "--models", ",".join(models), "--seeds", args.seeds,
+             "--protocol", args.protocol, "--out", args.out, *extra]
     for flag, value in (("--metrics", args.metrics), ("--representation", args.representation),
                         ("--dataset", args.dataset), ("--data-root", args.data_root), ("--steps", args.steps)):
         if value is not None:
@@ -65,89 +88,153 @@ def command_line(args, models: list[str]) -> str:
     for name in args.logger:
         parts += ["--logger", name]
     parts += ["--fuse", args.fuse] if args.fuse else []
-    parts += ["--jobs", str(args.jobs), "--device", args.device]
+    if args.backend == "ray":
+        parts += ["--backend", "ray"] + (["--address", args.address] if args.address else [])
+        parts += ["--gpus-per-run", f"{args.gpus_per_run:g}", "--cpus-per-run", f"{args.cpus_per_run:g}",
+                  "--max-retries", str(args.max_retries)]
+    else:
+        parts += ["--jobs", str(args.jobs), "--device", args.device]
     parts += ["--retry-failed"] * args.retry_failed + ["--no-figures"] * args.no_figures
     return shlex.join(parts)
 
 
-def run_compare(args) -> int:
-    from ..compare.execute import group_units, run_jobs, worker_devices
-    from ..compare.fuse import choose_fuse, parse_fuse
-    from ..compare.manifest import run_entry, write_manifest
-    from ..compare.plan import EVALUATE, RESUME, RETRY, SKIP_FAILED, TRAIN, parse_models, parse_seeds, plan_runs
-    from ..compare.report import write_compare_report
-    from ..progress import progress_bar
-
+def check_execution_options(args) -> None:
+    """The backend's options, checked before anything is planned."""
     if args.jobs < 1:
         raise DisbenchError(f"--jobs must be at least 1, got {args.jobs}")
-    fuse = parse_fuse(args.fuse)
+    if args.backend == "ray":
+        from ..compare.ray_backend import check_ray_options, import_ray
+
+        if args.jobs != 1:
+            raise DisbenchError("--jobs is for --backend local: Ray runs as many tasks at once as the cluster's "
+                                "resources allow (--cpus-per-run, --gpus-per-run)")
+        if args.fuse == "auto":
+            raise DisbenchError("--fuse auto measures this machine, not the Ray workers': give --fuse K")
+        check_ray_options(gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run,
+                          max_retries=args.max_retries, device=args.device)
+        import_ray()
+    elif args.address or args.gpus_per_run or args.cpus_per_run != 1.0 or args.max_retries != 2:
+        raise DisbenchError("--address, --gpus-per-run, --cpus-per-run and --max-retries need --backend ray")
+
+
+def run_compare(args) -> int:
+    return plan_and_execute(args, "compare")
+
+
+def plan_and_execute(args, command: str, grid: dict | None = None, grid_options: list[str] = ()) -> int:
+    """Check the options, plan every (model, grid point, seed) and execute the plan."""
+    from ..compare.fuse import parse_fuse
+    from ..compare.plan import parse_models, parse_seeds, plan_runs
+    from ..metrics import parse_representations
+
+    check_execution_options(args)
+    parse_fuse(args.fuse)
     seeds = parse_seeds(args.seeds)
     models = parse_models(args.models)
     metrics = option_list(args.metrics, "--metrics", "metric names")
     out = Path(args.out)
     check_output_dir(out)
-
-    from ..metrics import parse_representations
-
     representations = parse_representations(args.representation) if args.representation is not None else None
-    plan = plan_runs(out, models, seeds, sources_from_args(args), metrics, args.retry_failed, representations)
+    sources = sources_from_args(args)
+    header = {"command": command_line(args, models, command, [x for g in grid_options for x in ("--grid", g)]),
+              "kind": command, "models": models, "seeds": seeds, "protocol": args.protocol}
+    points = None
+    if grid is not None:
+        from ..compare.sweep import check_grid, grid_points
+
+        points = grid_points(grid)
+        check_grid(grid, models, sources)
+        # lists of pairs, not objects: compare.json's keys are sorted, the grid's order matters
+        header.update(grid=[[name, list(values)] for name, values in grid.items()],
+                      points=[{"name": p.name, "bindings": [list(b) for b in p.bindings]} for p in points])
+    plan = plan_runs(out, models, seeds, sources, metrics, args.retry_failed, representations, points)
+    return execute_plan(args, out, plan, header)
+
+
+def execute_plan(args, out: Path, plan, header: dict) -> int:
+    """Run a plan's pending units on the chosen backend, keep OUT/compare.json current,
+    then write the tables and figures. Exit status as the module docstring says."""
+    from ..compare.execute import group_units, run_jobs, worker_devices
+    from ..compare.fuse import choose_fuse, parse_fuse
+    from ..compare.manifest import run_entry, write_manifest
+    from ..compare.plan import EVALUATE, RESUME, RETRY, SKIP_FAILED, TRAIN
+    from ..compare.report import write_compare_report
+    from ..progress import progress_bar
+
+    name = header["kind"]
+    fuse = parse_fuse(args.fuse)
     check_configured_loggers()  # the loggers the plan's configuration names (--logger, Run.loggers)
     for note in config_notes():
         print(f"note: {note}", file=sys.stderr)
     todo = plan.todo
-    devices = worker_devices(args.device, max(1, args.jobs))
+    on_ray = args.backend == "ray"
+    devices = ["ray"] if on_ray else worker_devices(args.device, max(1, args.jobs))
     group_size, why = choose_fuse(fuse, todo, devices[0])
     units = group_units(todo, group_size)
     workers = max(1, min(args.jobs, len(units)))
-    devices = worker_devices(args.device, workers)
+    if not on_ray:
+        devices = worker_devices(args.device, workers)
     progress = False if args.no_progress else None
 
-    header = {"command": command_line(args, models), "models": models, "seeds": seeds,
-              "protocol": args.protocol, "metrics": list(plan.metrics),
-              "jobs": args.jobs, "devices": devices, "fuse": group_size}
+    header = {**header, "metrics": list(plan.metrics), "jobs": args.jobs, "devices": devices, "fuse": group_size,
+              "backend": args.backend}
     outcomes: dict = {}
 
     def record() -> dict:
-        return write_manifest(out, header, [run_entry(out, j, outcomes.get((j.model, j.seed))) for j in plan.jobs])
+        return write_manifest(out, header, [run_entry(out, j, outcomes.get(j.key)) for j in plan.jobs])
 
     out.mkdir(parents=True, exist_ok=True)
     record()
     counts = [f"{plan.count(a)} {what}" for a, what in ((TRAIN, "to train"), (RESUME, "to resume"),
                                                       (RETRY, "to retry"), (EVALUATE, "to evaluate"),
                                                       (SKIP_FAILED, "failed (not retried)")) if plan.count(a)]
-    where = f"{workers} worker process{'es' if workers > 1 else ''}" if workers > 1 else "this process"
-    print(f"compare: {len(plan.jobs)} runs in {out}: {', '.join(counts) or 'all complete'}"
-          + (f"; in {where} on {', '.join(devices)}" if todo else ""))
+    if on_ray:
+        where = f"Ray tasks ({args.cpus_per_run:g} CPU, {args.gpus_per_run:g} GPU per run)"
+    else:
+        where = f"{workers} worker process{'es' if workers > 1 else ''}" if workers > 1 else "this process"
+        where += f" on {', '.join(devices)}"
+    print(f"{name}: {len(plan.jobs)} runs in {out}: {', '.join(counts) or 'all complete'}"
+          + (f"; in {where}" if todo else ""))
     if todo and (fuse == "auto" or group_size > 1):
-        print(f"compare: {why}; {len(units)} unit(s) of work")
+        print(f"{name}: {why}; {len(units)} unit(s) of work")
 
-    bar = progress_bar(total=len(todo), desc="compare", unit="run",
+    bar = progress_bar(total=len(todo), desc=header["command"].split()[1], unit="run",
                        disable=None if progress is None else not progress)
 
     def on_done(job, outcome) -> None:
-        outcomes[(job.model, job.seed)] = outcome
+        outcomes[job.key] = outcome
         bar.update(1)
         what = outcome["status"] + (f" — {outcome['error']}" if outcome.get("error") else "")
-        bar.write(f"  {job.model} seed {job.seed}: {job.action} -> {what} ({outcome.get('seconds', 0):.1f} s)")
+        bar.write(f"  {job.label} seed {job.seed}: {job.action} -> {what} ({outcome.get('seconds', 0):.1f} s)")
         if outcome.get("traceback"):
             print(outcome["traceback"], file=sys.stderr)
         record()
 
     try:
-        run_jobs(units, workers=workers, devices=devices, progress=progress, on_done=on_done)
+        if on_ray and units:
+            from ..compare.ray_backend import run_units_on_ray
+
+            cluster = run_units_on_ray(units, address=args.address, gpus_per_run=args.gpus_per_run,
+                                       cpus_per_run=args.cpus_per_run, max_retries=args.max_retries,
+                                       on_done=on_done)
+            bar.write(f"  ran on the {cluster}")
+        elif units:
+            run_jobs(units, workers=workers, devices=devices, progress=progress, on_done=on_done)
     finally:
         bar.close()
         manifest = record()
 
-    report = write_compare_report(out, figures=not args.no_figures, device=devices[0], progress=progress)
+    figure_device = "cpu" if on_ray else devices[0]
+    report = write_compare_report(out, figures=not args.no_figures, device=figure_device, progress=progress)
     print((out / "table.md").read_text())
     for note in report.notes:
-        print(f"compare: figure not drawn: {note}", file=sys.stderr)
+        print(f"{name}: figure not drawn: {note}", file=sys.stderr)
     print(f"tables: {', '.join(map(str, report.tables))}" + (f"; figures: {out / 'figures'}" if report.figures else ""))
 
     bad = [e for e in manifest["runs"] if e["status"] != "complete" or e.get("error")]
     if bad:
-        listing = ", ".join(f"{e['model']} seed {e['seed']} ({e['status']})" for e in bad)
-        print(f"compare: {len(bad)} of {len(plan.jobs)} runs not complete or not evaluated: {listing}", file=sys.stderr)
+        listing = ", ".join(f"{e.get('label', e['model'])} seed {e['seed']} ({e['status']})" for e in bad)
+        print(f"{name}: {len(bad)} of {len(plan.jobs)} runs not complete or not evaluated: "
+              f"{listing}", file=sys.stderr)
         return 1
     return 0

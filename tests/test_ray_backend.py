@@ -1,0 +1,139 @@
+"""`--backend ray` on a local Ray cluster the tests start (2 CPUs, no dashboard).
+
+The drivers run as `disbench` subprocesses connected with --address, as a user
+on a cluster would run them; the toy plugin reaches the cluster's workers as an
+installed entry point (PYTHONPATH of the cluster's processes).
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.test_training import _toy_entry_point
+
+ray = pytest.importorskip("ray", reason="the 'ray' extra is not installed (.ci/run installs it)")
+
+TOY = str(Path(__file__).parent / "gin" / "toy.gin")
+CLUSTER = """
+import sys, time, ray
+ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
+open(sys.argv[1] + ".tmp", "w").write(ray.get_runtime_context().gcs_address)
+import os; os.replace(sys.argv[1] + ".tmp", sys.argv[1])
+while True:
+    time.sleep(1)
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A 2-CPU Ray instance kept alive by a helper process; its address and environment."""
+    root = tmp_path_factory.mktemp("ray")
+    env = _toy_entry_point(root)
+    env.update(RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")  # a private test cluster: no token
+    address_file = root / "address"
+    proc = subprocess.Popen([sys.executable, "-c", CLUSTER, str(address_file)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 180
+    while not address_file.exists():
+        assert proc.poll() is None, f"the Ray cluster did not start: {proc.stderr.read()}"
+        assert time.time() < deadline, "the Ray cluster did not start within 180 s"
+        time.sleep(0.2)
+    yield address_file.read_text(), env
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def disbench(env, *args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "disbench", *args], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def compare_cmd(out, *extra, models="vae,betavae_h", seeds="1"):
+    return ["compare", "--models", models, "--seeds", seeds, "--protocol", TOY, "--out", str(out),
+            "--no-progress", "--no-figures", *extra]
+
+
+def on_ray(cluster, *extra):
+    return ["--backend", "ray", "--address", cluster[0], *extra]
+
+
+def manifest(out):
+    return json.loads((Path(out) / "compare.json").read_text())
+
+
+def test_compare_and_sweep_on_ray_give_the_local_tables(cluster, tmp_path):
+    address, env = cluster
+    for command, extra in ((compare_cmd, ()), (compare_cmd, ("--grid", "BetaVAEH.beta=2,8"))):
+        args = command(tmp_path / "local", *extra, models="betavae_h" if extra else "vae,betavae_h")
+        if extra:
+            args[0] = "sweep"
+        local = disbench(env, *args)
+        assert local.returncode == 0, local.stderr
+        remote = disbench(env, *[a if a != str(tmp_path / "local") else str(tmp_path / "ray") for a in args],
+                          *on_ray(cluster))
+        assert remote.returncode == 0, remote.stderr
+        assert "in Ray tasks (1 CPU, 0 GPU per run)" in remote.stdout
+        assert (tmp_path / "ray/table.csv").read_text() == (tmp_path / "local/table.csv").read_text()
+        assert (tmp_path / "ray/table.md").read_text() == (tmp_path / "local/table.md").read_text()
+        workers = [e["worker"] for e in manifest(tmp_path / "ray")["runs"]]
+        assert all(w["backend"] == "ray" and w["threads"] == 1 and w["device"] == "cpu" for w in workers)
+        # a re-run finds every run complete and starts no task
+        again = disbench(env, *[a if a != str(tmp_path / "local") else str(tmp_path / "ray") for a in args],
+                         *on_ray(cluster))
+        assert again.returncode == 0 and "all complete" in again.stdout and "Ray tasks" not in again.stdout
+        for folder in ("local", "ray"):
+            subprocess.run(["rm", "-rf", str(tmp_path / folder)], check=True)
+
+
+def test_a_worker_killed_mid_run_is_retried_and_ends_bit_identical(cluster, tmp_path):
+    address, env = cluster
+    long_run = ("--steps", "400", "--gin_param", "Protocol.checkpoint_every = 20", "--gin_param",
+                "Protocol.log_every = 20")
+    whole = disbench(env, *compare_cmd(tmp_path / "whole", *long_run, models="vae"), *on_ray(cluster))
+    assert whole.returncode == 0, whole.stderr
+
+    out = tmp_path / "killed"
+    driver = subprocess.Popen([sys.executable, "-m", "disbench", *compare_cmd(out, *long_run, models="vae"),
+                               *on_ray(cluster)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    checkpoint, lock = out / "runs/vae/seed1/checkpoint.pt", out / "runs/vae/.seed1.lock"
+    deadline, killed = time.time() + 300, None
+    while time.time() < deadline and driver.poll() is None and killed is None:
+        if checkpoint.exists() and lock.exists():
+            step = torch.load(checkpoint, weights_only=True)["step"]
+            if 40 <= step < 300:
+                killed = int(lock.read_text().split(" pid ")[1].split()[0])
+                os.kill(killed, signal.SIGKILL)
+        time.sleep(0.05)
+    assert killed, "the run ended before its worker could be killed"
+    stdout, stderr = driver.communicate(timeout=600)
+    assert driver.returncode == 0, stderr
+    entry = manifest(out)["runs"][0]
+    assert entry["status"] == "complete" and entry["error"] is None
+    assert entry["worker"]["pid"] != killed  # the retry ran in a new worker
+    resumed = torch.load(checkpoint, weights_only=True)["model"]
+    reference = torch.load(tmp_path / "whole/runs/vae/seed1/checkpoint.pt", weights_only=True)["model"]
+    assert resumed.keys() == reference.keys() and all(torch.equal(resumed[k], reference[k]) for k in reference)
+    assert (out / "table.csv").read_text() == (tmp_path / "whole/table.csv").read_text()
+
+
+def test_a_run_that_fails_by_itself_is_recorded_failed_once(cluster, tmp_path):
+    address, env = cluster
+    out = tmp_path / "div"
+    first = disbench(env, *compare_cmd(out, models="vae,toy_diverging"), *on_ray(cluster, "--max-retries", "3"))
+    assert first.returncode == 1
+    runs = {e["model"]: e for e in manifest(out)["runs"]}
+    assert runs["vae"]["status"] == "complete"
+    assert runs["toy_diverging"]["status"] == "failed" and "non-finite" in runs["toy_diverging"]["error"]
+    assert runs["toy_diverging"]["worker"]["backend"] == "ray"  # the task returned the failure: no retry
+    again = disbench(env, *compare_cmd(out, models="vae,toy_diverging"), *on_ray(cluster))
+    assert again.returncode == 1 and "1 failed (not retried)" in again.stdout and "Ray tasks" not in again.stdout
