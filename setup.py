@@ -49,6 +49,8 @@ setup(
         "tensorboard": ["tensorboard>=2.10"],
         # disbench.load_compare(..., as_dataframe=True)
         "pandas": ["pandas>=1.5"],
+        # compare/sweep --backend ray
+        "ray": ["ray>=2.9"],
     },
     entry_points={
         "console_scripts": ["disbench = disbench.cli:main"],

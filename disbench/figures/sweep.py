@@ -70,7 +70,7 @@ def plot_sweep_axis(comparison, axis: str, stem: Path) -> list[Path]:
             ax.set_xscale("log")
         ax.set_xticks(positions, [_text(v) for v in values])
         ax.minorticks_off()
-        ax.set(xlabel=axis, title=panel_title)
+        ax.set(xlabel=axis, title=panel_title, ylabel="mean ± 1 std over seeds" if ax is axes[0] else None)
     axes[0].legend(fontsize=8)
     return save_figure(fig, stem)
 
