@@ -95,35 +95,79 @@ def test_compare_and_sweep_on_ray_give_the_local_tables(cluster, tmp_path):
             subprocess.run(["rm", "-rf", str(tmp_path / folder)], check=True)
 
 
-def test_a_worker_killed_mid_run_is_retried_and_ends_bit_identical(cluster, tmp_path):
-    address, env = cluster
-    long_run = ("--steps", "400", "--gin_param", "Protocol.checkpoint_every = 20", "--gin_param",
-                "Protocol.log_every = 20")
-    whole = disbench(env, *compare_cmd(tmp_path / "whole", *long_run, models="vae"), *on_ray(cluster))
-    assert whole.returncode == 0, whole.stderr
+LONG_RUN = ("--steps", "400", "--gin_param", "Protocol.checkpoint_every = 20", "--gin_param",
+            "Protocol.log_every = 20")
 
-    out = tmp_path / "killed"
-    driver = subprocess.Popen([sys.executable, "-m", "disbench", *compare_cmd(out, *long_run, models="vae"),
-                               *on_ray(cluster)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+@pytest.fixture(scope="module")
+def uninterrupted(cluster, tmp_path_factory):
+    """The long toy run trained on Ray without interruption: what a killed one must end as."""
+    out = tmp_path_factory.mktemp("whole") / "whole"
+    whole = disbench(cluster[1], *compare_cmd(out, *LONG_RUN, models="vae"), *on_ray(cluster))
+    assert whole.returncode == 0, whole.stderr
+    return out
+
+
+def kill_mid_run(driver, out, victim) -> int:
+    """SIGKILL ``victim(lock holder pid)`` once the run has a checkpoint at step >= 40; its pid."""
     checkpoint, lock = out / "runs/vae/seed1/checkpoint.pt", out / "runs/vae/.seed1.lock"
-    deadline, killed = time.time() + 300, None
-    while time.time() < deadline and driver.poll() is None and killed is None:
+    deadline = time.time() + 300
+    while time.time() < deadline and driver.poll() is None:
         if checkpoint.exists() and lock.exists():
             step = torch.load(checkpoint, weights_only=True)["step"]
             if 40 <= step < 300:
-                killed = int(lock.read_text().split(" pid ")[1].split()[0])
-                os.kill(killed, signal.SIGKILL)
+                pid = victim(int(lock.read_text().split(" pid ")[1].split()[0]))
+                os.kill(pid, signal.SIGKILL)
+                return pid
         time.sleep(0.05)
-    assert killed, "the run ended before its worker could be killed"
+    raise AssertionError("the run ended before it could be killed")
+
+
+def assert_same_run(out, reference):
+    resumed = torch.load(out / "runs/vae/seed1/checkpoint.pt", weights_only=True)["model"]
+    whole = torch.load(reference / "runs/vae/seed1/checkpoint.pt", weights_only=True)["model"]
+    assert resumed.keys() == whole.keys() and all(torch.equal(resumed[k], whole[k]) for k in whole)
+    assert (out / "table.csv").read_text() == (reference / "table.csv").read_text()
+
+
+def start_driver(cluster, out):
+    return subprocess.Popen([sys.executable, "-m", "disbench", *compare_cmd(out, *LONG_RUN, models="vae"),
+                             *on_ray(cluster)], env=cluster[1], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def test_a_worker_killed_mid_run_is_retried_and_ends_bit_identical(cluster, uninterrupted, tmp_path):
+    out = tmp_path / "killed"
+    driver = start_driver(cluster, out)
+    killed = kill_mid_run(driver, out, victim=lambda worker: worker)
     stdout, stderr = driver.communicate(timeout=600)
     assert driver.returncode == 0, stderr
     entry = manifest(out)["runs"][0]
     assert entry["status"] == "complete" and entry["error"] is None
     assert entry["worker"]["pid"] != killed  # the retry ran in a new worker
-    resumed = torch.load(checkpoint, weights_only=True)["model"]
-    reference = torch.load(tmp_path / "whole/runs/vae/seed1/checkpoint.pt", weights_only=True)["model"]
-    assert resumed.keys() == reference.keys() and all(torch.equal(resumed[k], reference[k]) for k in reference)
-    assert (out / "table.csv").read_text() == (tmp_path / "whole/table.csv").read_text()
+    assert_same_run(out, uninterrupted)
+
+
+def test_a_killed_driver_is_rerun_and_its_run_resumed_bit_identical(cluster, uninterrupted, tmp_path):
+    from disbench.compare.locks import RunLocked, run_lock
+
+    out = tmp_path / "driver"
+    driver = start_driver(cluster, out)
+    kill_mid_run(driver, out, victim=lambda worker: driver.pid)
+    driver.communicate(timeout=60)
+    deadline = time.time() + 120  # Ray stops a dead driver's tasks: the run's lock comes free
+    while True:
+        try:
+            with run_lock(out / "runs/vae/seed1"):
+                break
+        except RunLocked:
+            assert time.time() < deadline, "the dead driver's task kept running"
+            time.sleep(0.5)
+    assert json.loads((out / "runs/vae/seed1/results.json").read_text())["status"] != "complete"
+    again = disbench(cluster[1], *compare_cmd(out, *LONG_RUN, models="vae"), *on_ray(cluster))
+    assert again.returncode == 0, again.stderr
+    assert "1 to resume" in again.stdout
+    assert_same_run(out, uninterrupted)
 
 
 def test_a_run_that_fails_by_itself_is_recorded_failed_once(cluster, tmp_path):
