@@ -75,6 +75,22 @@ def test_mig_draws_num_train_uniform_factor_samples(representation, dataset):
     assert other["mi"] != result["mi"]
 
 
+def test_mig_scores_the_sampled_representation_too(representation, dataset):
+    """mig@sampled: the same estimator on z = μ + σ·ε, one fixed ε per image."""
+    from disbench.metrics import SampledRepresentation, resolve_metrics
+
+    resolve_metrics(["mig@sampled"])  # declared: accepted by name
+    with pytest.raises(DisbenchError, match="rmig"):
+        resolve_metrics(["rmig@sampled"])  # reads the posterior itself: no sampled form
+    sampled = SampledRepresentation(representation, seed=7)
+    result = MIG(num_train=300, num_bins=10)(sampled, dataset, seed=4)
+    indices = dataset.sample_indices(300, np.random.default_rng(4))
+    expected = mig_score(sampled.codes()[indices], dataset.factors[indices], 10)
+    assert list(result["per_factor"].values()) == expected["per_factor"]
+    mean = MIG(num_train=300, num_bins=10)(representation, dataset, seed=4)
+    assert result["mi"] != mean["mi"]  # the two noise latents carry σ = 1 noise now
+
+
 def test_rmig_uses_the_whole_dataset_by_default(representation, dataset):
     result = RMIG()(representation, dataset, seed=0)
     mu, logvar = representation.encode()

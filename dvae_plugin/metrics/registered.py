@@ -23,7 +23,7 @@ import gin
 import numpy as np
 
 from disbench.errors import DisbenchError
-from disbench.metrics import require_factors
+from disbench.metrics import MEAN, SAMPLED, require_factors
 
 from .inputs import check_num_bins, check_positive_int
 from .mig import mig_score
@@ -98,6 +98,9 @@ class MIG(_GapMetric):
     """
 
     name = "mig"
+    # it scores codes, so also disentanglement_lib's sampled representation (mig@sampled);
+    # RMIG and the sampled MIG read the posterior N(μ, σ²) itself and have no sampled form
+    representations = (MEAN, SAMPLED)
 
     def __init__(self, num_train: int = 10000, num_bins: int = 20, exclude_factors: Sequence[str] = ()):
         super().__init__(exclude_factors)
