@@ -31,6 +31,19 @@ while True:
 """
 
 
+def test_without_an_address_the_driver_starts_and_stops_its_own_ray(tmp_path):
+    """Runs before the module's cluster exists: nothing to connect to by accident."""
+    env = _toy_entry_point(tmp_path)
+    env.update(RAY_USAGE_STATS_ENABLED="0")
+    done = disbench(env, *compare_cmd(tmp_path / "out", models="vae"), "--backend", "ray", "--cpus-per-run", "2")
+    assert done.returncode == 0, done.stderr
+    assert "ran on the Ray cluster (local)" in done.stdout and "in Ray tasks (2 CPU, 0 GPU per run)" in done.stdout
+    assert manifest(tmp_path / "out")["runs"][0]["worker"]["threads"] == 2
+    too_big = disbench(env, *compare_cmd(tmp_path / "big", models="vae"), "--backend", "ray", "--cpus-per-run", "64")
+    assert too_big.returncode == 2 and "--cpus-per-run 64: more than the Ray cluster's" in too_big.stderr
+    assert not (tmp_path / "big").exists()  # refused before the folder was made
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """A 2-CPU Ray instance kept alive by a helper process; its address and environment."""

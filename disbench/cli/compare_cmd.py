@@ -7,6 +7,7 @@ bad input (nothing is trained).
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import sys
 from pathlib import Path
@@ -158,7 +159,6 @@ def execute_plan(args, out: Path, plan, header: dict) -> int:
     from ..compare.fuse import choose_fuse, parse_fuse
     from ..compare.manifest import run_entry, write_manifest
     from ..compare.plan import EVALUATE, RESUME, RETRY, SKIP_FAILED, TRAIN
-    from ..compare.report import write_compare_report
     from ..progress import progress_bar
 
     name = header["kind"]
@@ -183,8 +183,6 @@ def execute_plan(args, out: Path, plan, header: dict) -> int:
     def record() -> dict:
         return write_manifest(out, header, [run_entry(out, j, outcomes.get(j.key)) for j in plan.jobs])
 
-    out.mkdir(parents=True, exist_ok=True)
-    record()
     counts = [f"{plan.count(a)} {what}" for a, what in ((TRAIN, "to train"), (RESUME, "to resume"),
                                                       (RETRY, "to retry"), (EVALUATE, "to evaluate"),
                                                       (SKIP_FAILED, "failed (not retried)")) if plan.count(a)]
@@ -193,38 +191,47 @@ def execute_plan(args, out: Path, plan, header: dict) -> int:
     else:
         where = f"{workers} worker process{'es' if workers > 1 else ''}" if workers > 1 else "this process"
         where += f" on {', '.join(devices)}"
-    print(f"{name}: {len(plan.jobs)} runs in {out}: {', '.join(counts) or 'all complete'}"
-          + (f"; in {where}" if todo else ""))
-    if todo and (fuse == "auto" or group_size > 1):
-        print(f"{name}: {why}; {len(units)} unit(s) of work")
 
-    bar = progress_bar(total=len(todo), desc=header["command"].split()[1], unit="run",
-                       disable=None if progress is None else not progress)
+    with contextlib.ExitStack() as stack:
+        ray_session = None
+        if on_ray and units:  # connect and check the cluster first: a refusal leaves nothing behind
+            from ..compare.ray_backend import RaySession
 
-    def on_done(job, outcome) -> None:
-        outcomes[job.key] = outcome
-        bar.update(1)
-        what = outcome["status"] + (f" — {outcome['error']}" if outcome.get("error") else "")
-        bar.write(f"  {job.label} seed {job.seed}: {job.action} -> {what} ({outcome.get('seconds', 0):.1f} s)")
-        if outcome.get("traceback"):
-            print(outcome["traceback"], file=sys.stderr)
+            ray_session = stack.enter_context(RaySession(
+                units, address=args.address, gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run,
+                max_retries=args.max_retries))
+        out.mkdir(parents=True, exist_ok=True)
         record()
+        print(f"{name}: {len(plan.jobs)} runs in {out}: {', '.join(counts) or 'all complete'}"
+              + (f"; in {where}" if todo else ""))
+        if todo and (fuse == "auto" or group_size > 1):
+            print(f"{name}: {why}; {len(units)} unit(s) of work")
+        bar = progress_bar(total=len(todo), desc=name, unit="run", disable=None if progress is None else not progress)
 
-    try:
-        if on_ray and units:
-            from ..compare.ray_backend import run_units_on_ray
+        def on_done(job, outcome) -> None:
+            outcomes[job.key] = outcome
+            bar.update(1)
+            what = outcome["status"] + (f" — {outcome['error']}" if outcome.get("error") else "")
+            bar.write(f"  {job.label} seed {job.seed}: {job.action} -> {what} ({outcome.get('seconds', 0):.1f} s)")
+            if outcome.get("traceback"):
+                print(outcome["traceback"], file=sys.stderr)
+            record()
 
-            cluster = run_units_on_ray(units, address=args.address, gpus_per_run=args.gpus_per_run,
-                                       cpus_per_run=args.cpus_per_run, max_retries=args.max_retries,
-                                       on_done=on_done)
-            bar.write(f"  ran on the {cluster}")
-        elif units:
-            run_jobs(units, workers=workers, devices=devices, progress=progress, on_done=on_done)
-    finally:
-        bar.close()
-        manifest = record()
+        try:
+            if ray_session is not None:
+                ray_session.run(on_done)
+                bar.write(f"  ran on the {ray_session.where}")
+            elif units:
+                run_jobs(units, workers=workers, devices=devices, progress=progress, on_done=on_done)
+        finally:
+            bar.close()
+            manifest = record()
+    return _report(args, name, out, plan, manifest, "cpu" if on_ray else devices[0], progress)
 
-    figure_device = "cpu" if on_ray else devices[0]
+
+def _report(args, name, out, plan, manifest, figure_device, progress) -> int:
+    from ..compare.report import write_compare_report
+
     report = write_compare_report(out, figures=not args.no_figures, device=figure_device, progress=progress)
     print((out / "table.md").read_text())
     for note in report.notes:

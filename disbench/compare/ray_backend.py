@@ -92,46 +92,66 @@ def _task(unit: list[RunJob], threads: int) -> list[dict]:
     return outcomes
 
 
-def run_units_on_ray(units: list[list[RunJob]], *, address: str | None, gpus_per_run: float,
-                     cpus_per_run: float, max_retries: int, on_done) -> str:
-    """Run the units as Ray tasks; ``on_done(job, outcome)`` for each run as its
-    task ends. Returns a line saying where they ran."""
-    ray = import_ray()
-    started_here = not ray.is_initialized()
-    if started_here:
-        env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIX)}
-        env["DISBENCH_NO_PROGRESS"] = "1"
+class RaySession:
+    """A connection to a Ray cluster for one compare: opened (and the units checked
+    against the cluster's resources) before the output folder is touched, so a refused
+    command leaves nothing behind; closed — a local instance shut down — at the end."""
+
+    def __init__(self, units: list[list[RunJob]], *, address: str | None, gpus_per_run: float,
+                 cpus_per_run: float, max_retries: int):
+        self.units, self.address = units, address
+        self.gpus_per_run, self.cpus_per_run, self.max_retries = gpus_per_run, cpus_per_run, max_retries
+        self.ray = import_ray()
+        self.started_here = False
+        self.where = ""
+
+    def __enter__(self) -> "RaySession":
+        ray = self.ray
+        if not ray.is_initialized():
+            env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIX)}
+            env["DISBENCH_NO_PROGRESS"] = "1"
+            try:
+                ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
+                         configure_logging=False, runtime_env={"env_vars": env})
+            except (ConnectionError, ValueError, RuntimeError) as exc:
+                where = f"--address {self.address}" if self.address else "a local Ray instance"
+                raise DisbenchError(f"--backend ray: cannot connect to {where}: {exc}") from None
+            self.started_here = True
         try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                     configure_logging=False, runtime_env={"env_vars": env})
-        except (ConnectionError, ValueError, RuntimeError) as exc:
-            where = f"--address {address}" if address else "a local Ray instance"
-            raise DisbenchError(f"--backend ray: cannot connect to {where}: {exc}") from None
-    try:
-        resources = ray.cluster_resources()
-        where = (f"Ray cluster {'at ' + address if address else '(local)'}: "
-                 f"{resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs")
-        _check_fits(units, resources, gpus_per_run, cpus_per_run)
+            resources = ray.cluster_resources()
+            self.where = (f"Ray cluster {'at ' + self.address if self.address else '(local)'}: "
+                          f"{resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs")
+            _check_fits(self.units, resources, self.gpus_per_run, self.cpus_per_run)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.started_here:
+            self.ray.shutdown()
+            self.started_here = False
+
+    def run(self, on_done) -> None:
+        """Submit every unit as a task; ``on_done(job, outcome)`` for each run as its task ends."""
+        ray = self.ray
         task = ray.remote(_task)
         pending = {}
-        for unit in units:
-            ref = task.options(**unit_resources(unit, gpus_per_run, cpus_per_run), max_retries=max_retries,
-                               retry_exceptions=False).remote(unit, int(cpus_per_run))
+        for unit in self.units:
+            ref = task.options(**unit_resources(unit, self.gpus_per_run, self.cpus_per_run),
+                               max_retries=self.max_retries, retry_exceptions=False
+                               ).remote(unit, max(1, int(self.cpus_per_run)))
             pending[ref] = unit
         try:
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 unit = pending.pop(ready[0])
-                for job, outcome in zip(unit, _outcomes(ray, ready[0], unit, max_retries)):
+                for job, outcome in zip(unit, _outcomes(ray, ready[0], unit, self.max_retries)):
                     on_done(job, outcome)
         except BaseException:  # interrupted: stop the tasks; their runs resume next time
             for ref in pending:
                 ray.cancel(ref, force=True)
             raise
-        return where
-    finally:
-        if started_here:
-            ray.shutdown()
 
 
 def _check_fits(units, resources: dict, gpus_per_run: float, cpus_per_run: float) -> None:
