@@ -35,7 +35,9 @@ def test_without_an_address_the_driver_starts_and_stops_its_own_ray(tmp_path):
     """Runs before the module's cluster exists: nothing to connect to by accident."""
     env = _toy_entry_point(tmp_path)
     env.update(RAY_USAGE_STATS_ENABLED="0")
-    done = disbench(env, *compare_cmd(tmp_path / "out", models="vae"), "--backend", "ray", "--cpus-per-run", "2")
+    Path("toy.gin").write_text(Path(TOY).read_text())  # relative --out and gin file: found by the workers too
+    relative = [a if a != TOY else "toy.gin" for a in compare_cmd("out", models="vae")]
+    done = disbench(env, *relative, "--backend", "ray", "--cpus-per-run", "2")
     assert done.returncode == 0, done.stderr
     assert "ran on the Ray cluster (local)" in done.stdout and "in Ray tasks (2 CPU, 0 GPU per run)" in done.stdout
     assert manifest(tmp_path / "out")["runs"][0]["worker"]["threads"] == 2

@@ -137,6 +137,8 @@ def plan_and_execute(args, command: str, grid: dict | None = None, grid_options:
     check_output_dir(out)
     representations = parse_representations(args.representation) if args.representation is not None else None
     sources = sources_from_args(args)
+    if args.backend == "ray":  # a Ray worker's working folder is not the driver's: every path absolute
+        out, sources = out.resolve(), absolute_paths(sources)
     header = {"command": command_line(args, models, command, [x for g in grid_options for x in ("--grid", g)]),
               "kind": command, "models": models, "seeds": seeds, "protocol": args.protocol}
     points = None
@@ -150,6 +152,20 @@ def plan_and_execute(args, command: str, grid: dict | None = None, grid_options:
                       points=[{"name": p.name, "bindings": [list(b) for b in p.bindings]} for p in points])
     plan = plan_runs(out, models, seeds, sources, metrics, args.retry_failed, representations, points)
     return execute_plan(args, out, plan, header)
+
+
+def absolute_paths(sources):
+    """``sources`` with its gin files, a protocol given as a file, and --data-root made absolute."""
+    from dataclasses import replace
+
+    protocol = sources.protocol
+    if protocol and Path(protocol).is_file():
+        protocol = str(Path(protocol).resolve())
+    overrides = dict(sources.overrides)
+    if overrides.get("Protocol.data_root"):
+        overrides["Protocol.data_root"] = str(Path(overrides["Protocol.data_root"]).expanduser().resolve())
+    return replace(sources, protocol=protocol, gin_files=[str(Path(f).resolve()) for f in sources.gin_files],
+                   overrides=overrides)
 
 
 def execute_plan(args, out: Path, plan, header: dict) -> int:
