@@ -95,7 +95,10 @@ def draw(out: Path, names: list[str]) -> list[Path]:
         beta_ax, kl_ax = fig.subplots(1, 2)
         setpoint_drawn = False
         for n, name in enumerate(names):
+            listed = json.loads((out / name / "compare.json").read_text()).get("seeds", [])
             for run_dir in sorted((out / name / RUNS_FOLDER).glob("*/seed*")):
+                if int(run_dir.name[4:]) not in listed:  # a run of another command (an interrupted seed)
+                    continue
                 rows = read_scalars(run_dir / SCALARS_NAME)
                 if not rows:
                     continue
