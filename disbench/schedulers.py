@@ -88,8 +88,9 @@ class ConstantBeta:
         self._tensor = None
 
     def step(self, kl):
-        if isinstance(kl, torch.Tensor):  # one tensor per device and dtype, made once
-            if self._tensor is None or self._tensor.device != kl.device or self._tensor.dtype != kl.dtype:
+        if isinstance(kl, torch.Tensor):  # one tensor per device, dtype and shape, made once
+            t = self._tensor
+            if t is None or t.device != kl.device or t.dtype != kl.dtype or t.shape != kl.shape:
                 self._tensor = torch.full_like(kl, self.beta)
             return self._tensor
         return self.beta

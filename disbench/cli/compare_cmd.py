@@ -12,6 +12,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from ..compare.ray_backend import DEFAULT_CPUS_PER_RUN, DEFAULT_MAX_RETRIES
 from ..config import config_notes
 from ..errors import DisbenchError
 from ..runner import check_configured_loggers, check_output_dir
@@ -65,9 +66,9 @@ def add_execution_options(p) -> None:
                                        "Ray instance); --out must be on storage every node sees")
     ray.add_argument("--gpus-per-run", type=float, default=0.0,
                      help="--backend ray: GPUs per run, fractions share a GPU (default 0: train on CPUs)")
-    ray.add_argument("--cpus-per-run", type=float, default=1.0,
+    ray.add_argument("--cpus-per-run", type=float, default=DEFAULT_CPUS_PER_RUN,
                      help="--backend ray: CPUs per task, also its torch threads (default 1)")
-    ray.add_argument("--max-retries", type=int, default=2,
+    ray.add_argument("--max-retries", type=int, default=DEFAULT_MAX_RETRIES,
                      help="--backend ray: times a task whose worker died is retried, each retry resuming from "
                           "the last checkpoint (default 2); a run that fails by itself is never retried")
     add_progress_option(p)
@@ -114,7 +115,8 @@ def check_execution_options(args) -> None:
         check_ray_options(gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run,
                           max_retries=args.max_retries, device=args.device)
         import_ray()
-    elif args.address or args.gpus_per_run or args.cpus_per_run != 1.0 or args.max_retries != 2:
+    elif (args.address or args.gpus_per_run or args.cpus_per_run != DEFAULT_CPUS_PER_RUN
+          or args.max_retries != DEFAULT_MAX_RETRIES):
         raise DisbenchError("--address, --gpus-per-run, --cpus-per-run and --max-retries need --backend ray")
 
 

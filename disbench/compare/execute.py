@@ -49,8 +49,6 @@ def execute_unit(jobs: list[RunJob], *, device, progress: bool | None = None) ->
     try:
         with run_locks([Path(job.run_dir) for job in jobs]):
             refreshed = [refresh_job(job) for job in jobs]
-            if [j.action for j in refreshed] == [j.action for j in jobs]:
-                return _run_unit(jobs, device, progress)
             by_run = {job.run_dir: _settled_outcome(job) for job in refreshed if not job.todo}
             for unit in group_units([job for job in refreshed if job.todo], len(jobs)):
                 by_run.update({job.run_dir: outcome
@@ -102,7 +100,7 @@ def _run_unit(jobs: list[RunJob], device, progress: bool | None) -> list[dict]:
             outcome["traceback"] = traceback.format_exc()
     for run_dir, outcome in zip(run_dirs, outcomes):
         if outcome["error"]:
-            _mark_failed(run_dir, outcome["error"])
+            mark_failed(run_dir, outcome["error"])
         results = read_status(run_dir) or {}
         outcome["status"] = results.get("status", "missing")
         if outcome["status"] == "failed" and not outcome["error"]:
@@ -128,7 +126,7 @@ def group_units(jobs: list[RunJob], fuse: int) -> list[list[RunJob]]:
     return units
 
 
-def _mark_failed(run_dir: Path, error: str) -> None:
+def mark_failed(run_dir: Path, error: str) -> None:
     """A run that stopped mid-training is failed (not retried without --retry-failed);
     a complete run whose evaluation failed stays complete."""
     results = read_status(run_dir)

@@ -142,8 +142,8 @@ def plan_runs(compare_dir: Path, models: list[str], seeds: list[int], sources: C
     fingerprints = _FingerprintCache()
     for model, point in ((m, p) for m in models for p in (points or [NO_POINT])):
         point_sources = _with_bindings(sources, dict(point.bindings))
-        requested = _check_configuration(point_sources, model, metrics, representations)
-        fuse_key = _model_settings() if point.name else ""
+        requested, checked = _check_configuration(point_sources, model, metrics, representations)
+        fuse_key = _model_settings(*checked) if point.name else ""
         first_requested = requested if first_requested is None else first_requested
         for seed in seeds:
             run_dir = run_dir_for(compare_dir, model, seed, point.name)
@@ -201,30 +201,29 @@ def _with_bindings(sources: ConfigSources, bindings: dict) -> ConfigSources:
 
 
 def _check_configuration(sources: ConfigSources, model: str, metrics: list[str] | None,
-                         representations: tuple[str, ...] | None = None) -> tuple:
+                         representations: tuple[str, ...] | None = None) -> tuple[tuple, tuple]:
     """Parse and check the model's configuration once (everything but the images:
     see :func:`disbench.builders.check_run_config`); return the metrics a complete
-    run must have."""
+    run must have, and the checked (protocol, run, dataset info)."""
     from ..builders import check_metrics_apply, check_run_config, metric_classes
     from ..metrics import resolve_metrics, with_representations
 
     parse_sources(sources, model=model)
-    protocol, _, info = check_run_config()
+    protocol, run, info = check_run_config()
     requested = tuple(with_representations(metrics or protocol.metrics, representations))
     resolve_metrics(requested)  # unknown names, or a representation a metric does not offer
     metric_classes(requested)
     check_metrics_apply(requested, info)
-    return requested
+    return requested, (protocol, run, info)
 
 
-def _model_settings() -> str:
+def _model_settings(protocol, run, info) -> str:
     """The parsed configuration's model settings (a sweep over a model binding, say
     β-VAE's β, gives members a fused group cannot share; a scheduler binding does not)."""
     import torch
 
-    from ..builders import build_model, check_run_config
+    from ..builders import build_model
 
-    protocol, run, info = check_run_config()
     with torch.random.fork_rng(devices=[]):
         return repr(build_model(run, protocol, info).config())
 

@@ -35,10 +35,10 @@ import os
 from pathlib import Path
 
 from ..errors import DisbenchError
-from ..runs import update_results
 from .plan import RunJob, read_status
 
 INSTALL_HINT = 'pip install -e ".[ray]"  (or: pip install "disbench[ray]")'
+DEFAULT_CPUS_PER_RUN, DEFAULT_MAX_RETRIES = 1.0, 2
 FORWARDED_ENV_PREFIX = "DISBENCH_"  # the driver's DISBENCH_* variables (data root, disabled plugins, gin path)
 
 
@@ -177,11 +177,11 @@ def _outcomes(ray, ref, unit: list[RunJob], max_retries: int) -> list[dict]:
                  "is kept (--retry-failed resumes it)")
     except ray.exceptions.RayError as exc:
         error = f"Ray task failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    from .execute import mark_failed
+
     outcomes = []
     for job in unit:
-        results = read_status(job.run_dir)
-        if results is not None and results.get("status") in ("created", "running"):
-            update_results(Path(job.run_dir), status="failed", error=error)
+        mark_failed(Path(job.run_dir), error)
         outcomes.append({"model": job.model, "seed": job.seed, "action": job.action, "error": error,
                          "status": (read_status(job.run_dir) or {}).get("status", "missing")})
     return outcomes

@@ -48,7 +48,7 @@ def plot_sweep_axis(comparison, axis: str, stem: Path) -> list[Path]:
             continue
         others = ", ".join(f"{k.rsplit('.', 1)[1]}={_text(v)}" for k, v in bindings.items() if k != axis)
         label = summary.model + (f", {others}" if others else "")
-        lines.setdefault(label, {})[_index(values, bindings[axis])] = summary
+        lines.setdefault(label, {})[values.index(bindings[axis])] = summary
     if not lines:
         return []
 
@@ -73,10 +73,6 @@ def plot_sweep_axis(comparison, axis: str, stem: Path) -> list[Path]:
         ax.set(xlabel=axis, title=panel_title, ylabel="mean ± 1 std over seeds" if ax is axes[0] else None)
     axes[0].legend(fontsize=8)
     return save_figure(fig, stem)
-
-
-def _index(values: list, value) -> int:
-    return next(i for i, v in enumerate(values) if v == value)
 
 
 def _text(value) -> str:
