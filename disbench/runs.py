@@ -10,8 +10,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import platform
+import subprocess
 import sys
 from pathlib import Path
 
@@ -65,6 +67,36 @@ def update_results(run_dir: Path, **fields) -> dict:
     return current
 
 
+@functools.lru_cache(maxsize=1)
+def source_revision() -> dict | None:
+    """The git commit of the disbench checkout in use, and whether it had uncommitted
+    changes to tracked files; None for an installed (non-checkout) copy or without git.
+
+    Recorded because two versions can share a protocol fingerprint and a version number
+    yet train differently (e.g. a changed random stream): the commit says which one ran.
+    """
+    return checkout_revision(Path(__file__).resolve().parent.parent)
+
+
+def checkout_revision(root: Path) -> dict | None:
+    """{"commit", "dirty"} of the git work tree whose top level is ``root``, else None."""
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    toplevel = git("rev-parse", "--show-toplevel")
+    if toplevel is None or Path(toplevel).resolve() != Path(root).resolve():  # e.g. site-packages inside a repo
+        return None
+    commit, status = git("rev-parse", "HEAD"), git("status", "--porcelain", "--untracked-files=no")
+    if commit is None or status is None:
+        return None
+    return {"commit": commit, "dirty": bool(status)}
+
+
 def environment() -> dict:
     """Versions and machine facts recorded with every result."""
     import numpy
@@ -82,6 +114,9 @@ def environment() -> dict:
         "plugins": {p.name: p.version for p in get_host().plugins.values() if not p.error and not p.disabled},
         "argv": sys.argv,
     }
+    source = source_revision()
+    if source:
+        env["source"] = source
     if torch.cuda.is_available():
         env["cuda"] = torch.version.cuda
         env["gpu"] = torch.cuda.get_device_name()
