@@ -132,3 +132,11 @@ def test_per_latent_kl_figure_marks_emergence(tmp_path):
     marks = [line for line in ax.lines if line.get_marker() == "^"]
     assert len(marks) == 1 and list(marks[0].get_xdata()) == [300] and list(marks[0].get_ydata()) == [0.5]
     assert "1 emerged" in ax.get_title()
+
+
+def test_beta_min_logged_from_float32_counts_as_saturated():
+    import numpy as np
+
+    logged = float(np.float32(0.1))  # 0.10000000149011612: how a float32 β_min reaches scalars.jsonl
+    rows = [row(100, 1.0, 1.0, 0.5), row(200, 1.0, 1.0, logged), row(300, 1.0, 1.0, 0.1000002)]
+    assert controller_quality(rows, beta_min=0.1)["fraction_at_beta_min"] == pytest.approx(1 / 3)

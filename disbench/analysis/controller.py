@@ -43,7 +43,8 @@ def controller_quality(rows: list[dict], beta_min: float | None = None) -> dict 
     }
     out["overshoot_max"] = max((o["overshoot"] for o in out["overshoots"]), default=None)
     if beta_min is not None:
-        at_min = sum(r["beta"] <= beta_min * (1 + 1e-9) for r in rows)
+        # β is logged from float32: β_min = 0.1 arrives as 0.10000000149 (relative 1.5e-8)
+        at_min = sum(r["beta"] <= beta_min * (1 + 1e-6) for r in rows)
         out["fraction_at_beta_min"] = at_min / len(rows)
     return out
 
