@@ -8,7 +8,7 @@
 2. Resume on CUDA: a deterministic run is killed with SIGKILL after its first
    checkpoint, resumed with ``--resume``, and must end bit-identical to the same
    run trained without interruption (checkpoint RNG states are restored on the CPU
-   whatever the device).
+   whatever the device); ``disbench verify`` then replays its first checkpoint.
 3. A fused compare (4 seeds of DynamicVAE as one group) killed with SIGKILL after
    its first checkpoint and run again: every member ends bit-identical to an
    uninterrupted fused compare.
@@ -61,7 +61,16 @@ def killed_and_resumed(root: Path) -> dict:
     return {"ok": identical, "killed_at_checkpoint_step": state.get("checkpoint_step"),
             "resume_returncode": resumed.returncode, "resume_stderr": resumed.stderr[-2000:],
             "bit_identical_after_resume": identical, "seconds_uninterrupted_run": round(seconds_straight, 1),
-            "hardware": json.loads((straight / "results.json").read_text()).get("hardware")}
+            "execution": json.loads((straight / "results.json").read_text()).get("execution"),
+            "verify": verify(straight)}
+
+
+def verify(run_dir: Path) -> dict:
+    """``disbench verify`` on a deterministic CUDA run: its first checkpoint replayed bit for bit?"""
+    done = subprocess.run([sys.executable, "-m", "disbench", "verify", str(run_dir), "--steps",
+                           str(CHECKPOINT_EVERY), "--no-progress"], capture_output=True, text=True)
+    return {"returncode": done.returncode, "report": (done.stdout + done.stderr)[-2000:],
+            "bit_for_bit": done.returncode == 0 and "bit for bit" in done.stdout and "differently" not in done.stdout}
 
 
 def compare_command(out: Path) -> list[str]:

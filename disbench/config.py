@@ -28,12 +28,13 @@ from gin import config_parser
 
 from .errors import DisbenchError
 
-# Protocol fields that change how a run is carried out, not what is compared.
+# Protocol fields that change how a run is carried out (at most its rounding: its execution,
+# recorded in results.json, see disbench.execution), not what is compared.
 NOT_FINGERPRINTED = ("data_root", "log_every", "checkpoint_every", "eval_every", "deterministic", "compile",
-                     "image_every")
+                     "image_every", "channels_last")
 # Settings added after fingerprints were first recorded enter the fingerprint only when
 # set away from their default, so that earlier runs keep theirs.
-ADDED_LATER = {"precision": "fp32", "channels_last": False}
+ADDED_LATER = {"precision": "fp32"}
 PRECISIONS = ("fp32", "bf16")
 COMPILE_MODES = ("none", "compile", "cudagraph")
 # Bindings a resumed run may change (where the data lies, who watches it); any other change is refused.
@@ -59,7 +60,7 @@ class Protocol:
     checkpoint_every: int = 5_000
     deterministic: bool = False  # deterministic kernels (see disbench.determinism)
     precision: str = "fp32"      # 'bf16': convolutions and linear layers under bf16 autocast
-    channels_last: bool = False  # NHWC image layout for the convolutions
+    channels_last: bool = False  # NHWC image layout for the convolutions (execution: rounding only)
     compile: str = "none"        # 'compile': torch.compile the step; 'cudagraph': and replay it as CUDA graphs
 
     def __post_init__(self):

@@ -1,11 +1,12 @@
-"""Deterministic kernels as a setting (``Protocol.deterministic``), and the facts
-a result's reproducibility depends on.
+"""Deterministic kernels as a setting (``Protocol.deterministic``), and the
+device and CPU names a run's execution record holds (:mod:`disbench.execution`).
 
-What is bit-exact where (also in the README):
+What is bit-exact where (also in docs/reproducibility.md):
 
-* CPU: the same seed, torch build, CPU instruction set and **thread count** give
-  bit-identical runs, and a resumed run equals an uninterrupted one. Another
-  thread count changes the order of floating-point reductions, so it may not.
+* CPU: the same seed, torch build, CPU kernel level, **thread count** and fused
+  group size give bit-identical runs, and a resumed run equals an uninterrupted
+  one. Another thread count or group size changes the order of floating-point
+  reductions, so it may not.
 * CUDA, ``deterministic = True``: deterministic algorithms only (an op without
   one raises), cuDNN without autotuning, ``CUBLAS_WORKSPACE_CONFIG=:4096:8``;
   the same GPU model, driver and torch build then repeat a run bit for bit.
@@ -35,21 +36,6 @@ def configure_determinism(deterministic: bool) -> None:
     torch.backends.cudnn.deterministic = bool(deterministic)
     if deterministic:
         torch.backends.cudnn.benchmark = False
-
-
-def hardware_record(device, deterministic: bool) -> dict:
-    """What results.json records about where and how a run was computed."""
-    device = torch.device(device)
-    record = {
-        "deterministic": bool(deterministic),
-        "device": str(device),
-        "device_name": device_name(device),
-        "cpu": cpu_name(),
-        "cpu_threads": torch.get_num_threads(),
-    }
-    if deterministic:
-        record[CUBLAS_ENV] = os.environ.get(CUBLAS_ENV)
-    return record
 
 
 def device_name(device) -> str:

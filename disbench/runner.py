@@ -129,7 +129,7 @@ def check_same_config(run_dir: Path, sources: ConfigSources | None, model: str |
 
 
 def train_and_evaluate(run_dir: Path, *, device, resume: bool, evaluate: bool | None = None,
-                       metrics=None, progress: bool | None = None, on_trained=None) -> dict:
+                       metrics=None, progress: bool | None = None, on_trained=None, execution=None) -> dict:
     """Train the configured run (resuming if asked), then evaluate its metrics
     on the model and data already in memory: a group of one (see
     :func:`train_and_evaluate_group`). A failed run raises TrainingDiverged."""
@@ -137,7 +137,7 @@ def train_and_evaluate(run_dir: Path, *, device, resume: bool, evaluate: bool | 
 
     results = train_and_evaluate_group([run_dir], device=device, resume=resume, evaluate=evaluate,
                                        metrics=metrics, progress=progress, on_trained=on_trained,
-                                       parsed=True)[0]
+                                       parsed=True, execution=execution)[0]
     if results.get("status") == "failed":
         raise TrainingDiverged(results["error"])
     return results
@@ -145,7 +145,7 @@ def train_and_evaluate(run_dir: Path, *, device, resume: bool, evaluate: bool | 
 
 def train_and_evaluate_group(run_dirs: list[Path], *, device, resume: bool, evaluate: bool | None = None,
                              metrics=None, progress: bool | None = None, on_trained=None,
-                             parsed: bool = False) -> list[dict]:
+                             parsed: bool = False, execution=None) -> list[dict]:
     """Train runs of one model and protocol as one fused group (each from its own
     ``config.gin``, or, with ``parsed`` and one run, the config in force), then
     evaluate each complete member on the model and data in memory.
@@ -153,7 +153,9 @@ def train_and_evaluate_group(run_dirs: list[Path], *, device, resume: bool, eval
     ``evaluate=None`` keeps what each run was started with (``--no-eval`` is
     remembered). ``on_trained(results)`` is called for each member between the
     two (the CLI reports training there). Each member's loggers (``Run.loggers``)
-    watch the training and get the final metrics, then are closed.
+    watch the training and get the final metrics, then are closed. ``execution``
+    (a :class:`disbench.execution.ExecutionRequest`) is recorded with each run;
+    the caller sets the threads it names.
     """
     from .builders import build_configured_run
     from .loggers.hub import LoggerHub
@@ -174,7 +176,7 @@ def train_and_evaluate_group(run_dirs: list[Path], *, device, resume: bool, eval
     hub = LoggerHub.for_runs([b.run.loggers for b in builts])
     statuses = ["interrupted"] * len(run_dirs)
     try:
-        results = train_group(run_dirs, builts, resume=resume, progress=progress, loggers=hub)
+        results = train_group(run_dirs, builts, resume=resume, progress=progress, loggers=hub, execution=execution)
         statuses = [r.get("status", "failed") for r in results]
         out = _evaluate_members(run_dirs, builts, results, metrics, progress, on_trained, hub)
     except Exception:

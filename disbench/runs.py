@@ -14,7 +14,6 @@ import functools
 import json
 import platform
 import subprocess
-import sys
 from pathlib import Path
 
 from .errors import DisbenchError
@@ -98,7 +97,8 @@ def checkout_revision(root: Path) -> dict | None:
 
 
 def environment() -> dict:
-    """Versions and machine facts recorded with every result."""
+    """Versions and machine facts recorded with every result (how the run was
+    executed, the command included, is its ``execution``: :mod:`disbench.execution`)."""
     import numpy
     import torch
 
@@ -112,7 +112,6 @@ def environment() -> dict:
         "disbench": __version__,
         "platform": platform.platform(),
         "plugins": {p.name: p.version for p in get_host().plugins.values() if not p.error and not p.disabled},
-        "argv": sys.argv,
     }
     source = source_revision()
     if source:

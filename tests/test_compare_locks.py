@@ -10,7 +10,10 @@ from disbench.cli import main
 from disbench.compare.execute import execute_unit
 from disbench.compare.locks import RunLocked, holder_of, run_lock
 from disbench.compare.plan import DONE, RESUME, TRAIN, refresh_job
+from disbench.execution import ExecutionRequest
 from tests.compare_helpers import compare_args, results
+
+ONE_THREAD = ExecutionRequest(threads=1)
 
 pytest_plugins = ["tests.compare_fixtures"]
 
@@ -34,7 +37,7 @@ def test_a_run_locked_by_another_driver_is_left_to_it(toy_host, train_calls, cap
 
     job = plan_runs(Path("out"), ["vae"], [1], ConfigSources(protocol=TOY_PROTOCOL)).jobs[0]
     with run_lock(Path(job.run_dir)):
-        outcome = execute_unit([job], device=torch.device("cpu"), progress=False)[0]
+        outcome = execute_unit([job], device=torch.device("cpu"), execution=ONE_THREAD, progress=False)[0]
     assert outcome["locked"] and "another process" in outcome["error"] and outcome["status"] == "missing"
     assert train_calls == [] and not Path(job.run_dir).exists()
     with run_lock(Path(job.run_dir)):
@@ -53,7 +56,7 @@ def test_a_job_is_reread_from_disk_before_it_runs(compared_copy, toy_host, train
     assert job.action == TRAIN
     finished = job.__class__(**{**job.__dict__, "run_dir": str(compared_copy / "runs/vae/seed1")})
     assert refresh_job(finished).action == DONE  # another driver finished it meanwhile
-    assert execute_unit([finished], device=torch.device("cpu"), progress=False)[0]["status"] == "complete"
+    assert execute_unit([finished], device=torch.device("cpu"), execution=ONE_THREAD, progress=False)[0]["status"] == "complete"
     assert train_calls == []
     update_results(compared_copy / "runs/vae/seed1", status="running")
     assert refresh_job(finished).action == RESUME  # an attempt died: its retry resumes
@@ -62,7 +65,7 @@ def test_a_job_is_reread_from_disk_before_it_runs(compared_copy, toy_host, train
 @pytest.mark.parametrize("extra, message", [
     (["--backend", "ray", "--jobs", "2"], "--jobs is for --backend local"),
     (["--backend", "ray", "--device", "cuda"], "--device 'cuda' is for --backend local"),
-    (["--backend", "ray", "--fuse", "auto"], "--fuse auto measures this machine"),
+    (["--backend", "ray", "--fuse", "auto"], "--fuse auto reads the training device's memory"),
     (["--backend", "ray", "--gpus-per-run", "-1"], "--gpus-per-run must be >= 0"),
     (["--backend", "ray", "--cpus-per-run", "0"], "--cpus-per-run must be > 0"),
     (["--backend", "ray", "--max-retries", "-1"], "--max-retries must be >= 0"),
@@ -97,7 +100,7 @@ def test_a_unit_runs_what_each_run_needs_when_its_turn_comes(compared_copy, toy_
 
     jobs = plan_runs(Path("new"), ["vae"], [1, 2], ConfigSources(protocol=TOY_PROTOCOL)).jobs
     done = jobs[0].__class__(**{**jobs[0].__dict__, "run_dir": str(compared_copy / "runs/vae/seed1")})
-    outcomes = execute_unit([done, jobs[1]], device=torch.device("cpu"), progress=False)
+    outcomes = execute_unit([done, jobs[1]], device=torch.device("cpu"), execution=ONE_THREAD, progress=False)
     assert [o["status"] for o in outcomes] == ["complete", "complete"]
     assert train_calls == [("new/runs/vae/seed2", False)]
     assert results("new/runs/vae/seed2")["status"] == "complete"

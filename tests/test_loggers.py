@@ -227,7 +227,7 @@ def test_a_fused_group_gives_each_member_its_own_rows(toy_host):
         mine = calls(run_dir=run_dir)
         info = mine[0][0]
         assert (info.seed, info.group_index, info.group_size, info.name) == (seed, index, 2, f"vae/seed{seed}")
-        assert load(run_dir)["fused_group"]["index"] == index
+        assert load(run_dir)["execution"]["fused_group"]["index"] == index
         rows = [args[1] for _, m, args in mine if m == "log_scalars"]
         assert rows == read_scalars(run_dir / "scalars.jsonl") and len(rows) == 6
         assert [args[0] for _, m, args in mine if m == "log_images"] == [15, 30]

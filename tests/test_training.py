@@ -93,8 +93,7 @@ def _toy_entry_point(tmp_path):
     dist.mkdir(parents=True)
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: toyplugin\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[disbench]\ntoy = tests.toy_plugin\n")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), str(REPO)]), OMP_NUM_THREADS="1",
-               DISBENCH_NO_PROGRESS="1")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), str(REPO)]), DISBENCH_NO_PROGRESS="1")
     return env
 
 

@@ -13,7 +13,7 @@ import sys
 from .. import __version__
 from ..errors import DisbenchError
 
-BUILTIN_COMMANDS = ("train", "evaluate", "compare", "sweep", "report", "plugins", "data")
+BUILTIN_COMMANDS = ("train", "evaluate", "compare", "sweep", "report", "verify", "plugins", "data")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,8 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ..execution import command_line
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.command_line = command_line(sys.argv[1:] if argv is None else argv)  # recorded with each run
     try:
         return int(args.func(args) or 0)
     except DisbenchError as exc:

@@ -13,6 +13,17 @@ def add_device_option(parser) -> None:
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto)")
 
 
+def add_threads_option(parser, default: str) -> None:
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help=f"CPU threads torch uses for each run (recorded with it; default: {default})")
+
+
+def add_same_execution_option(parser) -> None:
+    parser.add_argument("--same-execution", action="store_true",
+                        help="refuse to aggregate the runs of one table row when they were executed differently "
+                             "(threads, fused group size, layout, device, CPU kernels, compile mode, backend, torch)")
+
+
 def add_logger_option(parser) -> None:
     parser.add_argument("--logger", action="append", default=[], metavar="NAME",
                         help="watch each run with a registered logger, e.g. tensorboard (repeatable; sets "

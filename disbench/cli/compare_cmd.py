@@ -15,8 +15,9 @@ from pathlib import Path
 from ..compare.ray_backend import DEFAULT_CPUS_PER_RUN, DEFAULT_MAX_RETRIES
 from ..config import config_notes
 from ..errors import DisbenchError
+from ..execution import ExecutionRequest, check_threads, default_threads
 from ..runner import check_configured_loggers, check_output_dir
-from .common import add_progress_option, option_list
+from .common import add_progress_option, add_same_execution_option, add_threads_option, option_list
 from .train_cmd import add_config_options, sources_from_args
 
 
@@ -46,11 +47,14 @@ def add_grid_options(p, out_help: str) -> None:
 def add_execution_options(p) -> None:
     """How and where the runs are executed (compare and sweep)."""
     p.add_argument("--jobs", type=int, default=1,
-                   help="runs at a time, each in its own worker process with cpu_count/JOBS threads "
-                        "(default 1: in this process; --backend local only)")
+                   help="runs at a time, each in its own worker process (default 1: in this process; "
+                        "--backend local only)")
+    add_threads_option(p, "--backend local: the cores this process may use ÷ --jobs; --backend ray: "
+                          "--cpus-per-run")
     p.add_argument("--fuse", metavar="K|auto",
                    help="train up to K runs of one model (and model settings) as one fused group (default 1); "
-                        "'auto' measures the device and chooses")
+                        "'auto': 1 on a CPU, on a GPU the most (up to 8) whose memory estimate fits half the GPU")
+    add_same_execution_option(p)
     add_config_options(p)
     p.add_argument("--retry-failed", action="store_true",
                    help="run failed runs again (from their last good checkpoint); by default they are reported")
@@ -90,6 +94,7 @@ def command_line(args, models: list[str], command: str = "compare", extra: list[
     for name in args.logger:
         parts += ["--logger", name]
     parts += ["--fuse", args.fuse] if args.fuse else []
+    parts += ["--threads", str(args.threads)] if args.threads is not None else []
     if args.backend == "ray":
         parts += ["--backend", "ray"] + (["--address", args.address] if args.address else [])
         parts += ["--gpus-per-run", f"{args.gpus_per_run:g}", "--cpus-per-run", f"{args.cpus_per_run:g}",
@@ -97,6 +102,7 @@ def command_line(args, models: list[str], command: str = "compare", extra: list[
     else:
         parts += ["--jobs", str(args.jobs), "--device", args.device]
     parts += ["--retry-failed"] * args.retry_failed + ["--no-figures"] * args.no_figures
+    parts += ["--same-execution"] * args.same_execution
     return shlex.join(parts)
 
 
@@ -104,6 +110,8 @@ def check_execution_options(args) -> None:
     """The backend's options, checked before anything is planned."""
     if args.jobs < 1:
         raise DisbenchError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.threads is not None:
+        check_threads(args.threads)
     if args.backend == "ray":
         from ..compare.ray_backend import check_ray_options, import_ray
 
@@ -111,13 +119,26 @@ def check_execution_options(args) -> None:
             raise DisbenchError("--jobs is for --backend local: Ray runs as many tasks at once as the cluster's "
                                 "resources allow (--cpus-per-run, --gpus-per-run)")
         if args.fuse == "auto":
-            raise DisbenchError("--fuse auto measures this machine, not the Ray workers': give --fuse K")
+            raise DisbenchError("--fuse auto reads the training device's memory, which the Ray driver cannot see: "
+                                "give --fuse K")
         check_ray_options(gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run,
                           max_retries=args.max_retries, device=args.device)
         import_ray()
     elif (args.address or args.gpus_per_run or args.cpus_per_run != DEFAULT_CPUS_PER_RUN
           or args.max_retries != DEFAULT_MAX_RETRIES):
         raise DisbenchError("--address, --gpus-per-run, --cpus-per-run and --max-retries need --backend ray")
+
+
+def execution_request(args) -> ExecutionRequest:
+    """The threads, backend and command every run of the plan is executed with
+    (the rule of :mod:`disbench.execution`)."""
+    if args.threads is not None:
+        threads = args.threads
+    elif args.backend == "ray":
+        threads = max(1, int(args.cpus_per_run))
+    else:
+        threads = default_threads(args.jobs)
+    return ExecutionRequest(threads=threads, backend=args.backend, command=getattr(args, "command_line", None))
 
 
 def run_compare(args) -> int:
@@ -187,7 +208,8 @@ def execute_plan(args, out: Path, plan, header: dict) -> int:
     todo = plan.todo
     on_ray = args.backend == "ray"
     devices = ["ray"] if on_ray else worker_devices(args.device, max(1, args.jobs))
-    group_size, why = choose_fuse(fuse, todo, devices[0])
+    group_size, fuse_rule = choose_fuse(fuse, todo, "cpu" if on_ray else devices[0])
+    execution = execution_request(args)
     units = group_units(todo, group_size)
     workers = max(1, min(args.jobs, len(units)))
     if not on_ray:
@@ -195,7 +217,8 @@ def execute_plan(args, out: Path, plan, header: dict) -> int:
     progress = False if args.no_progress else None
 
     header = {**header, "metrics": list(plan.metrics), "jobs": args.jobs, "devices": devices, "fuse": group_size,
-              "backend": args.backend}
+              "fuse_rule": fuse_rule, "backend": args.backend, "threads": execution.threads,
+              "same_execution": bool(args.same_execution)}
     outcomes: dict = {}
 
     def record() -> dict:
@@ -209,6 +232,7 @@ def execute_plan(args, out: Path, plan, header: dict) -> int:
     else:
         where = f"{workers} worker process{'es' if workers > 1 else ''}" if workers > 1 else "this process"
         where += f" on {', '.join(devices)}"
+    where += f", {execution.threads} thread{'s' if execution.threads > 1 else ''} per run"
 
     with contextlib.ExitStack() as stack:
         ray_session = None
@@ -217,13 +241,13 @@ def execute_plan(args, out: Path, plan, header: dict) -> int:
 
             ray_session = stack.enter_context(RaySession(
                 units, address=args.address, gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run,
-                max_retries=args.max_retries))
+                max_retries=args.max_retries, execution=execution))
         out.mkdir(parents=True, exist_ok=True)
         record()
         print(f"{name}: {len(plan.jobs)} runs in {out}: {', '.join(counts) or 'all complete'}"
               + (f"; in {where}" if todo else ""))
         if todo and (fuse == "auto" or group_size > 1):
-            print(f"{name}: {why}; {len(units)} unit(s) of work")
+            print(f"{name}: {fuse_rule['why']}; {len(units)} unit(s) of work")
         bar = progress_bar(total=len(todo), desc=name, unit="run", disable=None if progress is None else not progress)
 
         def on_done(job, outcome) -> None:
@@ -240,7 +264,8 @@ def execute_plan(args, out: Path, plan, header: dict) -> int:
                 ray_session.run(on_done)
                 bar.write(f"  ran on the {ray_session.where}")
             elif units:
-                run_jobs(units, workers=workers, devices=devices, progress=progress, on_done=on_done)
+                run_jobs(units, workers=workers, devices=devices, execution=execution, progress=progress,
+                         on_done=on_done)
         finally:
             bar.close()
             manifest = record()
@@ -250,7 +275,8 @@ def execute_plan(args, out: Path, plan, header: dict) -> int:
 def _report(args, name, out, plan, manifest, figure_device, progress) -> int:
     from ..compare.report import write_compare_report
 
-    report = write_compare_report(out, figures=not args.no_figures, device=figure_device, progress=progress)
+    report = write_compare_report(out, figures=not args.no_figures, device=figure_device, progress=progress,
+                                  same_execution=args.same_execution)
     print((out / "table.md").read_text())
     for note in report.notes:
         print(f"{name}: figure not drawn: {note}", file=sys.stderr)

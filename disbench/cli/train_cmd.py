@@ -9,10 +9,12 @@ from pathlib import Path
 from ..builders import resolve_device
 from ..config import ConfigSources, build_protocol, build_run, config_notes, parse_sources
 from ..errors import DisbenchError
+from ..execution import ExecutionRequest, check_threads, default_threads, torch_threads
 from ..runner import prepare_new_run, prepare_resume, train_and_evaluate
 from ..plugins import get_registry
 from ..runs import RESULTS_NAME, load_results
-from .common import DATA_ROOT_DEFAULT, add_device_option, add_logger_option, add_progress_option, format_metrics
+from .common import (DATA_ROOT_DEFAULT, add_device_option, add_logger_option, add_progress_option, add_threads_option,
+                     format_metrics)
 
 
 def add_parser(subparsers) -> None:
@@ -28,6 +30,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--no-eval", action="store_true",
                    help="skip evaluating the protocol's metrics at the end (remembered by --resume)")
     add_device_option(p)
+    add_threads_option(p, "the cores this process may use")
     add_progress_option(p)
     p.set_defaults(func=run_train)
 
@@ -64,6 +67,8 @@ def _changes_config(args) -> bool:
 
 def run_train(args) -> int:
     device = resolve_device(args.device)
+    threads = default_threads() if args.threads is None else check_threads(args.threads)
+    execution = ExecutionRequest(threads=threads, command=getattr(args, "command_line", None))
     progress = False if args.no_progress else None
     if args.resume:
         if not args.out:
@@ -87,8 +92,9 @@ def run_train(args) -> int:
 
     for note in config_notes():
         print(f"note: {note}", file=sys.stderr)
-    results = train_and_evaluate(run_dir, device=device, resume=resume, evaluate=evaluate,
-                                 progress=progress, on_trained=_report_training)
+    with torch_threads(execution.threads):
+        results = train_and_evaluate(run_dir, device=device, resume=resume, evaluate=evaluate,
+                                     progress=progress, on_trained=_report_training, execution=execution)
     if results.get("metrics"):
         print("metrics:\n" + format_metrics(results["metrics"]))
     print(f"results: {run_dir / RESULTS_NAME}")

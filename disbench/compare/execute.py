@@ -1,9 +1,11 @@
 """Run a comparison's jobs: in this process (``--jobs 1``) or in worker processes.
 
 Workers are started with the ``spawn`` method (a forked child would inherit
-CUDA and gin state it must not share), load plugins through entry points
-like any fresh ``disbench`` process, and each use ``cpu_count // workers``
-CPU threads so that N runs side by side do not oversubscribe the CPU.
+CUDA and gin state it must not share) and load plugins through entry points
+like any fresh ``disbench`` process. Every unit runs with the threads its
+:class:`disbench.execution.ExecutionRequest` names (``--threads``; by default
+the cores ÷ ``--jobs``, so that N runs side by side do not oversubscribe the
+CPU), in this process, a worker or a Ray task alike.
 
 Devices (``--device``):
 
@@ -27,32 +29,35 @@ import torch
 
 from ..builders import resolve_device
 from ..errors import DisbenchError
+from ..execution import ExecutionRequest, torch_threads
 from ..runs import update_results
 from .locks import RunLocked, run_locks
 from .plan import EVALUATE, TRAIN, RunJob, read_status, refresh_job
 
 
-def execute_job(job: RunJob, *, device, progress: bool | None = None) -> dict:
+def execute_job(job: RunJob, *, device, execution: ExecutionRequest, progress: bool | None = None) -> dict:
     """Train/resume/evaluate one run (a unit of one)."""
-    return execute_unit([job], device=device, progress=progress)[0]
+    return execute_unit([job], device=device, execution=execution, progress=progress)[0]
 
 
-def execute_unit(jobs: list[RunJob], *, device, progress: bool | None = None) -> list[dict]:
+def execute_unit(jobs: list[RunJob], *, device, execution: ExecutionRequest,
+                 progress: bool | None = None) -> list[dict]:
     """Evaluate one run, or train/resume a unit of runs as one fused group (see
-    :func:`group_units`). Errors are returned, not raised: one unit failing must
-    not stop the others. KeyboardInterrupt still stops everything.
+    :func:`group_units`), with the threads ``execution`` names (restored after).
+    Errors are returned, not raised: one unit failing must not stop the others.
+    KeyboardInterrupt still stops everything.
 
     The unit first takes its runs' locks (:mod:`.locks`) and re-reads what each
     run needs (:func:`refresh_job`): a run another process holds is left to it,
     one finished meanwhile is not trained again, and a retried attempt resumes
     from the checkpoint the killed one left."""
     try:
-        with run_locks([Path(job.run_dir) for job in jobs]):
+        with run_locks([Path(job.run_dir) for job in jobs]), torch_threads(execution.threads):
             refreshed = [refresh_job(job) for job in jobs]
             by_run = {job.run_dir: _settled_outcome(job) for job in refreshed if not job.todo}
             for unit in group_units([job for job in refreshed if job.todo], len(jobs)):
                 by_run.update({job.run_dir: outcome
-                               for job, outcome in zip(unit, _run_unit(unit, device, progress))})
+                               for job, outcome in zip(unit, _run_unit(unit, device, execution, progress))})
             return [by_run[job.run_dir] for job in jobs]
     except RunLocked as exc:
         return [{"model": job.model, "seed": job.seed, "action": job.action, "error": str(exc), "locked": True,
@@ -67,7 +72,7 @@ def _settled_outcome(job: RunJob) -> dict:
             "error": results.get("error") if results.get("status") == "failed" else None, "seconds": 0.0}
 
 
-def _run_unit(jobs: list[RunJob], device, progress: bool | None) -> list[dict]:
+def _run_unit(jobs: list[RunJob], device, execution: ExecutionRequest, progress: bool | None) -> list[dict]:
     from ..evaluation import evaluate_run
     from ..runner import prepare_new_run, prepare_resume, train_and_evaluate_group
 
@@ -90,7 +95,7 @@ def _run_unit(jobs: list[RunJob], device, progress: bool | None) -> list[dict]:
                 else:  # resume an interrupted run, or retry a failed one from its last good checkpoint
                     resume = prepare_resume(run_dir, job.sources, job.model) is not None
             train_and_evaluate_group(run_dirs, device=device, resume=resume, metrics=jobs[0].metrics,
-                                     progress=progress)
+                                     progress=progress, execution=execution)
     except DisbenchError as exc:
         for outcome in outcomes:
             outcome["error"] = str(exc)
@@ -147,44 +152,37 @@ def worker_devices(spec: str, workers: int) -> list[str]:
     return devices
 
 
-def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 _WORKER: dict = {}
 
 
-def _init_worker(slots, devices: list[str], threads: int) -> None:
+def _init_worker(slots, devices: list[str]) -> None:
     slot = slots.get()
-    torch.set_num_threads(threads)
     os.environ["DISBENCH_NO_PROGRESS"] = "1"  # N bars in one terminal would garble it
     device = torch.device(devices[slot % len(devices)])
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    _WORKER.update(slot=slot, device=str(device), threads=threads, pid=os.getpid())
+    _WORKER.update(slot=slot, device=str(device), pid=os.getpid())
     from ..plugins import get_host
 
     get_host()  # load the plugins (entry points) once per worker
 
 
-def _worker_execute(jobs: list[RunJob]) -> list[dict]:
-    outcomes = execute_unit(jobs, device=torch.device(_WORKER["device"]), progress=False)
+def _worker_execute(jobs: list[RunJob], execution: ExecutionRequest) -> list[dict]:
+    outcomes = execute_unit(jobs, device=torch.device(_WORKER["device"]), execution=execution, progress=False)
     for outcome in outcomes:
-        outcome["worker"] = {k: _WORKER[k] for k in ("pid", "slot", "device", "threads")}
+        outcome["worker"] = {**{k: _WORKER[k] for k in ("pid", "slot", "device")}, "threads": execution.threads}
     return outcomes
 
 
-def run_jobs(units: list[list[RunJob]], *, workers: int, devices: list[str], progress: bool | None,
-             on_done) -> None:
+def run_jobs(units: list[list[RunJob]], *, workers: int, devices: list[str], execution: ExecutionRequest,
+             progress: bool | None, on_done) -> None:
     """Run the units (see :func:`group_units`); ``on_done(job, outcome)`` is called
     in this process for each run after its unit."""
     if workers <= 1:
         device = torch.device(devices[0])
         for unit in units:
-            for job, outcome in zip(unit, execute_unit(unit, device=device, progress=progress)):
+            for job, outcome in zip(unit, execute_unit(unit, device=device, execution=execution,
+                                                       progress=progress)):
                 on_done(job, outcome)
         return
 
@@ -196,11 +194,10 @@ def run_jobs(units: list[list[RunJob]], *, workers: int, devices: list[str], pro
     slots = context.Queue()
     for slot in range(workers):
         slots.put(slot)
-    threads = max(1, cpu_count() // workers)
     executor = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
-                                   initargs=(slots, devices, threads))
+                                   initargs=(slots, devices))
     try:
-        futures = {executor.submit(_worker_execute, unit): unit for unit in units}
+        futures = {executor.submit(_worker_execute, unit, execution): unit for unit in units}
         for future in as_completed(futures):
             unit = futures[future]
             try:

@@ -1,24 +1,30 @@
 """``--fuse K|auto``: how many runs of one model a compare trains as one group.
 
-``auto`` measures: for K = 1, 2, 4, ... (up to the runs waiting for one model)
-it times a few steps of a group of K fresh models of the plan's first model on
-random images of the dataset's shape, on the device the runs will use, and
-keeps the K with the highest aggregate images per second, stopping once
-doubling K gains less than 10 % or the group would not fit in memory. On a CPU
-the answer is often 1: the cores are busy with one run already.
+The group size K changes the grouped kernels' order of summation, so it is part
+of a run's execution (recorded with it) and ``auto`` never depends on a timing:
+it is a rule over the device type, the runs waiting per model and the memory
+estimate of a group (:func:`disbench.training.group.estimate_memory_bytes`):
+
+* **CPU** (and any device but CUDA): K = 1. On a CPU a fused group computes no
+  faster than its runs one after another (``benchmarks/bench_grouped_conv.py``
+  measured 0.64–0.79× the plain passes on a 2-vCPU AMD EPYC).
+* **CUDA**: the largest power of two K <= min(runs waiting for one model,
+  :data:`MAX_AUTO`) whose group estimate fits in :data:`MEMORY_SHARE` of the
+  device's *total* memory (a property of the GPU model, not of a moment's free
+  memory), so the same command on the same GPU model always gets the same K.
+
+The rule's inputs and its answer are printed and recorded in compare.json.
 """
 
 from __future__ import annotations
-
-import time
 
 import torch
 
 from ..errors import DisbenchError
 from .plan import TRAIN, RunJob
 
-PROBE_STEPS = 2
-MIN_GAIN = 1.10
+MAX_AUTO = 8          # beyond 8 members a group's step is long enough to fill a GPU by itself
+MEMORY_SHARE = 0.5    # of the device's total memory: room for the evaluation and fragmentation
 
 
 def parse_fuse(text: str | None) -> int | str:
@@ -35,53 +41,47 @@ def parse_fuse(text: str | None) -> int | str:
     return value
 
 
-def choose_fuse(fuse: int | str, jobs: list[RunJob], device) -> tuple[int, str]:
-    """The group size to use, and a sentence saying why."""
+def choose_fuse(fuse: int | str, jobs: list[RunJob], device) -> tuple[int, dict]:
+    """The group size to use, and the rule's record: its inputs and a sentence saying why."""
     if fuse != "auto":
-        return int(fuse), f"--fuse {fuse}"
+        return int(fuse), {"option": str(fuse), "size": int(fuse), "why": f"--fuse {fuse}"}
+    device = torch.device(device)
     trainable = [j for j in jobs if j.action == TRAIN]
-    if not trainable:
-        return 1, "--fuse auto: nothing new to train"
-    most = max(sum(j.model == m for j in trainable) for m in {j.model for j in trainable})
-    if most == 1:
-        return 1, "--fuse auto: one run per model"
-    rates = probe(trainable[0], torch.device(device), most)
-    best = max(rates, key=rates.get)
-    measured = ", ".join(f"K={k}: {r:,.0f} img/s" for k, r in rates.items())
-    return best, f"--fuse auto chose {best} on {device} ({measured} aggregate, {trainable[0].model})"
+    waiting = max((sum(j.model == m for j in trainable) for m in {j.model for j in trainable}), default=0)
+    record = {"option": "auto", "device_type": device.type, "runs_waiting_per_model": waiting,
+              "max_auto": MAX_AUTO}
+    if waiting <= 1:
+        return 1, {**record, "size": 1, "why": "--fuse auto: at most one new run per model"}
+    if device.type != "cuda":
+        return 1, {**record, "size": 1,
+                   "why": f"--fuse auto: 1 on {device.type} (a fused group is no faster than its runs in turn there)"}
+    per_size, total = memory_estimates(trainable[0], device, min(waiting, MAX_AUTO))
+    size = largest_fitting(per_size, total)
+    record.update(size=size, model=trainable[0].model, device_memory_bytes=total,
+                  memory_share=MEMORY_SHARE, estimate_bytes={str(k): v for k, v in per_size.items()})
+    record["why"] = (f"--fuse auto chose {size} on {device} ({waiting} runs of a model waiting, at most {MAX_AUTO}; "
+                     f"a group of {size} {trainable[0].model} needs about {per_size[size] / 2**30:.1f} GiB of "
+                     f"{total / 2**30:.1f} GiB, which may use {MEMORY_SHARE:.0%})")
+    return size, record
 
 
-def probe(job: RunJob, device: torch.device, most: int) -> dict[int, float]:
-    """Aggregate images/s of fused groups of growing size (see the module docstring)."""
+def largest_fitting(estimates: dict[int, int], total_bytes: int) -> int:
+    """The largest group size whose estimate fits :data:`MEMORY_SHARE` of the device (at least 1)."""
+    return max((k for k, need in estimates.items() if need <= MEMORY_SHARE * total_bytes), default=1)
+
+
+def memory_estimates(job: RunJob, device: torch.device, most: int) -> tuple[dict[int, int], int]:
+    """The memory estimate of a group of K = 1, 2, 4, ... <= ``most`` of ``job``'s
+    model (built on the CPU, never trained), and the device's total memory."""
     from ..builders import build_model, check_run_config
     from ..config import parse_sources
-    from ..training.group import RunGroup, available_memory_bytes, estimate_memory_bytes
+    from ..training.group import estimate_memory_bytes
 
     parse_sources(job.sources, model=job.model)
     protocol, run, info = check_run_config()
     shape = info.observation_shape or (1, 64, 64)
-    images = (torch.rand(max(4 * protocol.batch_size, 256), *shape) > 0.5).to(torch.uint8) * 255
-    rates: dict[int, float] = {}
-    k, have = 1, available_memory_bytes(device)
-    while k <= most:
-        with torch.random.fork_rng(devices=[]):
-            models = [build_model(run, protocol, info).to(device) for _ in range(k)]
-        if have is not None and estimate_memory_bytes(models, protocol, len(images), shape) > 0.9 * have:
-            break
-        group = RunGroup(models, images, list(range(k)), protocol, device)
-        group.step(1)
-        _sync(device)
-        started = time.perf_counter()
-        for step in range(PROBE_STEPS):
-            group.step(step + 2)
-        _sync(device)
-        rates[k] = k * protocol.batch_size * PROBE_STEPS / (time.perf_counter() - started)
-        if k > 1 and rates[k] < MIN_GAIN * rates[k // 2]:
-            break
-        k *= 2
-    return rates
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    with torch.random.fork_rng(devices=[]):
+        model = build_model(run, protocol, info)
+    sizes = [1 << i for i in range(most.bit_length()) if 1 << i <= most]
+    total = int(torch.cuda.get_device_properties(device).total_memory)
+    return {k: estimate_memory_bytes([model] * k, protocol, info.num_images or 0, shape) for k in sizes}, total

@@ -8,8 +8,10 @@ every node must see it at the same path (and the gin files and data roots the
 plan names). The driver collects each task's outcome and writes compare.json,
 the tables and the figures as the local backend does.
 
-Resources: a task asks for ``--cpus-per-run`` CPUs (its torch threads) and
-``--gpus-per-run`` GPUs; a fused group of K runs asks for K × that GPU share
+Resources: a task asks for ``--cpus-per-run`` CPUs and ``--gpus-per-run``
+GPUs, and runs with the threads the driver's
+:class:`disbench.execution.ExecutionRequest` names (``--threads``, by default
+``--cpus-per-run``), as a local worker does; a fused group of K runs asks for K × that GPU share
 (at most one GPU: a group runs on one device) and the same CPUs as one run.
 A task given a GPU trains on it (Ray sets ``CUDA_VISIBLE_DEVICES``); one given
 none trains on the CPU.
@@ -35,6 +37,7 @@ import os
 from pathlib import Path
 
 from ..errors import DisbenchError
+from ..execution import ExecutionRequest
 from .plan import RunJob, read_status
 
 INSTALL_HINT = 'pip install -e ".[ray]"  (or: pip install "disbench[ray]")'
@@ -67,7 +70,7 @@ def unit_resources(unit: list[RunJob], gpus_per_run: float, cpus_per_run: float)
     return {"num_cpus": cpus_per_run, "num_gpus": min(1.0, gpus_per_run * len(unit)) if gpus_per_run else 0}
 
 
-def _task(unit: list[RunJob], threads: int) -> list[dict]:
+def _task(unit: list[RunJob], execution: ExecutionRequest) -> list[dict]:
     """What a Ray worker runs: one unit, on the GPU Ray assigned or on the CPU."""
     import socket
 
@@ -77,17 +80,16 @@ def _task(unit: list[RunJob], threads: int) -> list[dict]:
     from ..plugins import get_host
     from .execute import execute_unit
 
-    torch.set_num_threads(max(1, threads))
     get_host()
     gpus = ray.get_gpu_ids()
     device = torch.device("cuda", 0) if gpus and torch.cuda.is_available() else torch.device("cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    outcomes = execute_unit(unit, device=device, progress=False)
+    outcomes = execute_unit(unit, device=device, execution=execution, progress=False)
     context = ray.get_runtime_context()
     for outcome in outcomes:
         outcome["worker"] = {"pid": os.getpid(), "host": socket.gethostname(), "device": str(device),
-                             "threads": torch.get_num_threads(), "node": context.get_node_id(),
+                             "threads": execution.threads, "node": context.get_node_id(),
                              "backend": "ray"}
     return outcomes
 
@@ -98,8 +100,8 @@ class RaySession:
     command leaves nothing behind; closed — a local instance shut down — at the end."""
 
     def __init__(self, units: list[list[RunJob]], *, address: str | None, gpus_per_run: float,
-                 cpus_per_run: float, max_retries: int):
-        self.units, self.address = units, address
+                 cpus_per_run: float, max_retries: int, execution: ExecutionRequest):
+        self.units, self.address, self.execution = units, address, execution
         self.gpus_per_run, self.cpus_per_run, self.max_retries = gpus_per_run, cpus_per_run, max_retries
         self.ray = import_ray()
         self.started_here = False
@@ -140,7 +142,7 @@ class RaySession:
         for unit in self.units:
             ref = task.options(**unit_resources(unit, self.gpus_per_run, self.cpus_per_run),
                                max_retries=self.max_retries, retry_exceptions=False
-                               ).remote(unit, max(1, int(self.cpus_per_run)))
+                               ).remote(unit, self.execution)
             pending[ref] = unit
         try:
             while pending:

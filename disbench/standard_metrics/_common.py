@@ -7,7 +7,6 @@ it runs (``pip install -e ".[metrics]"``).
 
 from __future__ import annotations
 
-import os
 import warnings
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +16,7 @@ from typing import Callable, Iterable, Sequence, TypeVar
 import numpy as np
 
 from ..errors import DisbenchError
+from ..execution import cpu_count
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -46,13 +46,6 @@ def single_threaded_libraries():
         return
     with threadpool_limits(limits=1):
         yield
-
-
-def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def check_n_jobs(n_jobs, owner: str = "n_jobs") -> int | None:

@@ -32,8 +32,8 @@ import numpy as np
 import torch
 
 from ..builders import BuiltRun
-from ..determinism import hardware_record
 from ..errors import DisbenchError, TrainingDiverged
+from ..execution import ExecutionRequest, default_threads, execution_record, updated_history
 from ..io import atomic_write_text
 from ..loggers.base import RunInfo
 from ..progress import progress_bar
@@ -119,20 +119,28 @@ class Member:
         self.scalar_log = self.metric_log = None
 
 
-def train(run_dir: Path, built: BuiltRun, *, resume: bool = False, progress: bool | None = None) -> dict:
+def train(run_dir: Path, built: BuiltRun, *, resume: bool = False, progress: bool | None = None,
+          execution: ExecutionRequest | None = None) -> dict:
     """Train one run (a group of one); raise TrainingDiverged if it failed."""
-    results = train_group([run_dir], [built], resume=resume, progress=progress)[0]
+    results = train_group([run_dir], [built], resume=resume, progress=progress, execution=execution)[0]
     if results.get("status") == "failed":
         raise TrainingDiverged(results["error"])
     return results
 
 
 def train_group(run_dirs: list[Path], builts: list[BuiltRun], *, resume: bool = False,
-                progress: bool | None = None, loggers=None) -> list[dict]:
+                progress: bool | None = None, loggers=None, execution: ExecutionRequest | None = None,
+                stop_at: int | None = None) -> list[dict]:
     """Train the built runs in ``run_dirs`` as one group (from their checkpoints when
     ``resume``); return each member's results. ``loggers``: a
-    :class:`disbench.loggers.hub.LoggerHub` for the members (the caller finishes it)."""
+    :class:`disbench.loggers.hub.LoggerHub` for the members (the caller finishes it).
+    ``execution``: how the command asked the runs to be executed (recorded with
+    each run; default: this process's threads, local). ``stop_at``: stop after
+    that step, with a checkpoint there (``disbench verify``'s replay): the runs
+    stay unfinished."""
     protocol, device = builts[0].protocol, builts[0].device
+    execution = execution or ExecutionRequest(threads=torch.get_num_threads() or default_threads())
+    end = protocol.steps if stop_at is None else min(int(stop_at), protocol.steps)
     members = [Member(Path(d), b, k, loggers=loggers) for k, (d, b) in enumerate(zip(run_dirs, builts))]
     check_group(builts)
     dataset = builts[0].dataset
@@ -159,15 +167,16 @@ def train_group(run_dirs: list[Path], builts: list[BuiltRun], *, resume: bool = 
         atomic_write_text(m.run_dir / OPERATIVE_CONFIG_NAME, m.built.operative_config)
         earlier = (read_results(m.run_dir) or {}).get("config_notes") or []
         notes = earlier + [n for n in m.built.notes if n not in earlier]
-        fused = ({"fused_group": {"size": len(members), "index": m.index,
-                                  "members": [str(x.run_dir) for x in members]}} if len(members) > 1 else {})
+        executed = execution_record(execution, device, protocol, len(members), m.index,
+                                    [str(x.run_dir) for x in members])
         update_results(
             m.run_dir, status="running", model=m.built.run.model, seed=m.built.run.seed,
             protocol=protocol.as_dict(), protocol_fingerprint=m.built.fingerprint, dataset=dataset.describe(),
             model_config=models_config, scheduler=scheduler_config(m.built.model.scheduler), device=str(device),
-            environment=environment(), hardware=hardware_record(device, protocol.deterministic),
+            environment=environment(), execution=executed,
+            execution_history=updated_history(read_results(m.run_dir), executed, step),
             config_notes=notes, steps=step, checkpoint_step=step if resume else None,
-            steps_planned=protocol.steps, **fused)
+            steps_planned=protocol.steps)
         m.last_checkpoint = step if resume else None
         m.scalar_log = ScalarLog(m.run_dir / SCALARS_NAME, keep_up_to_step=step)
         if protocol.eval_every:
@@ -201,12 +210,12 @@ def train_group(run_dirs: list[Path], builts: list[BuiltRun], *, resume: bool = 
                        disable=None if progress is None else not progress)
     started = time.perf_counter()
     try:
-        while step < protocol.steps and alive():
+        while step < end and alive():
             step += 1
             beta, logged = group.step(step)
             accumulator.add(logged)
 
-            last = step == protocol.steps
+            last = step == end
             at_checkpoint = step % protocol.checkpoint_every == 0 or last
             if step % protocol.log_every == 0 or at_checkpoint:
                 means = accumulator.fetch(group.size)
@@ -260,6 +269,9 @@ def train_group(run_dirs: list[Path], builts: list[BuiltRun], *, resume: bool = 
             continue
         # A run resumed at its last step trains no step here: its last row is in the log.
         final = m.last_row or (read_scalars(m.run_dir / SCALARS_NAME) or [{}])[-1]
+        if step < protocol.steps:  # stopped early (stop_at): unfinished, resumable
+            results.append(update_results(m.run_dir, status="interrupted", steps=step, elapsed_seconds=elapsed))
+            continue
         results.append(update_results(
             m.run_dir, status="complete", steps=step, error=None, elapsed_seconds=elapsed,
             final={k: final.get(k) for k in FINAL_KEYS if k in final}))
