@@ -13,9 +13,9 @@ def load_run(path, device="cpu"):
     return _load_run(path, device=device)
 
 
-def load_compare(path, *, as_dataframe=False):
-    """The rows of a comparison's table as a list of dicts, or a pandas DataFrame
-    (see :func:`disbench.api.load_compare`)."""
+def load_compare(path, *, as_dataframe=False, same_execution=False):
+    """The rows of a comparison's table as a list of dicts, or a pandas DataFrame,
+    with how each row's runs were executed (see :func:`disbench.api.load_compare`)."""
     from .api import load_compare as _load_compare
 
-    return _load_compare(path, as_dataframe=as_dataframe)
+    return _load_compare(path, as_dataframe=as_dataframe, same_execution=same_execution)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .errors import DisbenchError
+from .execution import COLUMNS as EXECUTION_COLUMNS
 
 DEFAULT_BATCH = 1024  # images encoded or decoded at a time (the evaluation's batch)
 
@@ -53,6 +54,13 @@ class LoadedRun:
     @property
     def latent_dim(self) -> int:
         return int(self.model.latent_dim)
+
+    @property
+    def execution(self) -> dict:
+        """How the run was executed (``results.json["execution"]``: threads, device,
+        CPU kernels, fused group, layout, compile mode, versions, command; see
+        :mod:`disbench.execution`); empty for a run trained before it was recorded."""
+        return dict(self.results.get("execution") or {})
 
     @property
     def metrics(self) -> dict:
@@ -209,17 +217,22 @@ class CompareRows(list):
         return pandas.DataFrame(list(self), columns=[ROW_KEYS[0], *extra, *ROW_KEYS[1:]])
 
 
-ROW_KEYS = ("model", "metric", "representation", "column", "mean", "std", "n", "failed", "seeds")
+ROW_KEYS = ("model", "metric", "representation", "column", "mean", "std", "n", "failed", "seeds",
+            *EXECUTION_COLUMNS)
 
 
-def load_compare(path, *, as_dataframe: bool = False):
+def load_compare(path, *, as_dataframe: bool = False, same_execution: bool = False):
     """The rows of a comparison's table, as ``table.csv`` holds them (one per
     model × table × column: ``model, metric, representation, column, mean, std,
-    n, failed, seeds``; ``metric`` is ``final`` for recon / kl / beta and
+    n, failed, seeds`` and the execution columns ``exec_device``, ``exec_cpu``,
+    ``exec_threads``, ``exec_group_size``, ``exec_layout``, ``exec_compile``,
+    ``exec_deterministic``, ``exec_backend``, ``exec_torch`` (the value among the
+    row's averaged runs, or their values joined by ``; ``); ``metric`` is ``final`` for recon / kl / beta and
     ``dynamics`` for the controller and emergence columns, whose ``representation``
     is None; ``mean``/``std`` are None where the table shows
     "—"), computed afresh from the runs' results. ``as_dataframe=True`` (or
-    ``.to_pandas()`` on the list) gives a pandas DataFrame.
+    ``.to_pandas()`` on the list) gives a pandas DataFrame. ``same_execution=True``
+    refuses a row whose runs were executed differently (as ``--same-execution``).
     """
     from .compare.report import load_comparison
     from .compare.tables import table_cells
@@ -227,8 +240,9 @@ def load_compare(path, *, as_dataframe: bool = False):
     compare_dir = Path(path)
     if not compare_dir.is_dir():
         raise DisbenchError(f"{compare_dir} is not a directory")
-    comparison, _ = load_comparison(compare_dir)
+    comparison, _ = load_comparison(compare_dir, same_execution=same_execution)
     rows = CompareRows({**dict(zip(ROW_KEYS, (model, metric, representation, col, st.mean, st.std, st.n, failed,
-                                              runs))), **bindings}
-                       for model, metric, representation, col, st, failed, runs, bindings in table_cells(comparison))
+                                              runs, *executed.values()))), **bindings}
+                       for model, metric, representation, col, st, failed, runs, bindings, executed
+                       in table_cells(comparison))
     return rows.to_pandas() if as_dataframe else rows

@@ -13,6 +13,7 @@ import torch
 import disbench
 from disbench.cli import main
 from disbench.errors import DisbenchError
+from disbench.execution import SETTINGS
 from disbench.training.scalars import read_scalars
 from tests import toy_plugin
 from tests.conftest import TOY_PROTOCOL
@@ -203,7 +204,8 @@ def test_load_compare_gives_the_rows_of_table_csv(toy_host):
     import pandas  # noqa: F401  (in the test extra: missing is a failure, not a skip)
     frame = disbench.load_compare("cmp", as_dataframe=True)
     assert list(frame.columns) == ["model", "metric", "representation", "column", "mean", "std", "n", "failed",
-                                   "seeds"]
+                                   "seeds", *(f"exec_{name}" for name in SETTINGS)]
+    assert set(frame["exec_backend"]) == {"local"} and set(frame["exec_group_size"]) == {"1"}
     assert len(frame) == len(rows) and frame.equals(rows.to_pandas())
 
 

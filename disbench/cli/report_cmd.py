@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import DisbenchError
 from ..runs import RESULTS_NAME
-from .common import add_device_option, add_progress_option
+from .common import add_device_option, add_progress_option, add_same_execution_option
 
 
 def add_parser(subparsers) -> None:
@@ -20,6 +20,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--image-index", type=int, help="dataset index of the traversal's input image "
                                                    "(default: a fixed seeded draw)")
     add_device_option(p)
+    add_same_execution_option(p)
     add_progress_option(p)
     p.set_defaults(func=run_report)
 
@@ -37,7 +38,8 @@ def run_report(args) -> int:
     device = resolve_device(args.device)
     progress = False if args.no_progress else None
     if (path / COMPARE_NAME).is_file() or (path / RUNS_FOLDER).is_dir():
-        report = write_compare_report(path, out, device=device, image_index=args.image_index, progress=progress)
+        report = write_compare_report(path, out, device=device, image_index=args.image_index, progress=progress,
+                                      same_execution=args.same_execution)
         written, notes = report.tables + report.figures, report.notes
     elif (path / RESULTS_NAME).is_file():
         results = load_results(path)

@@ -7,7 +7,10 @@ listed, never silently dropped. A metric's columns are the factors of its
 ``dci@sampled`` are two tables. Statistics are the mean and the sample
 standard deviation (ddof = 1) over seeds; with one complete seed the std is
 None (shown as "—"). Runs trained under different protocol fingerprints are
-refused: their numbers are not comparable.
+refused: their numbers are not comparable. Runs of one row executed
+differently (:mod:`disbench.execution`: threads, fused group size, layout,
+device, ...) are averaged and named under the tables, or refused with
+``same_execution``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DisbenchError
+from ..execution import SETTING_TEXT, SETTINGS, run_settings
 from ..metrics import parse_metric_name
 from .plan import NO_POINT, RUNS_FOLDER, GridPoint, read_status, row_label, run_dir_for
 
@@ -33,6 +37,7 @@ DYNAMICS = {
     "smallest_emergence_gap": lambda r: (r.get("emergence") or {}).get("smallest_gap"),
 }
 SCORE = "score"
+UNRECORDED = "unrecorded"  # a run trained before executions were recorded
 NAMED_SCORE = "score:"  # column of a metric's named score: "score:completeness"
 
 
@@ -121,6 +126,21 @@ class ModelSummary:
     def unfinished(self) -> list[RunRecord]:
         return [r for r in self.runs if r.status not in ("complete", "failed")]
 
+    @property
+    def execution(self) -> dict[str, dict[str, list[int]]]:
+        """Each execution setting -> its values among the averaged runs -> their seeds."""
+        out: dict[str, dict[str, list[int]]] = {name: {} for name in SETTINGS}
+        for r in self.complete:
+            settings = run_settings(r.results)
+            for name in SETTINGS:
+                out[name].setdefault(settings.get(name) or UNRECORDED, []).append(r.seed)
+        return out
+
+    @property
+    def mixed_execution(self) -> dict[str, dict[str, list[int]]]:
+        """The settings in which the averaged runs differ."""
+        return {name: values for name, values in self.execution.items() if len(values) > 1}
+
 
 @dataclass
 class Comparison:
@@ -177,9 +197,29 @@ def check_fingerprints(records: list[RunRecord], compare_dir: Path) -> str | Non
     return next(iter(groups), None)
 
 
+def mixed_text(label: str, mixed: dict[str, dict[str, list[int]]]) -> str:
+    """``vae: threads 1 (seeds 1, 2), 2 (seed 3)`` — a row's runs that were executed differently."""
+    parts = []
+    for name, values in mixed.items():
+        listed = ", ".join(f"{value} (seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))})"
+                           for value, seeds in values.items())
+        parts.append(f"{SETTING_TEXT[name]} {listed}")
+    return f"{label}: {'; '.join(parts)}"
+
+
+def check_same_execution(summaries) -> None:
+    """``--same-execution``: refuse a row whose averaged runs were executed differently."""
+    for summary in summaries:
+        if summary.mixed_execution:
+            raise DisbenchError(f"--same-execution: the runs of {mixed_text(summary.label, summary.mixed_execution)} "
+                                "were executed differently; run them again alike or leave out --same-execution")
+
+
 def aggregate(compare_dir: Path, models: list[str], seeds: list[int], metric_order=(),
-              points: list[GridPoint] | None = None, grid: dict | None = None) -> Comparison:
-    """Summaries per model, or per (model, grid point) of a sweep (``points``, ``grid``)."""
+              points: list[GridPoint] | None = None, grid: dict | None = None,
+              same_execution: bool = False) -> Comparison:
+    """Summaries per model, or per (model, grid point) of a sweep (``points``, ``grid``);
+    with ``same_execution``, a row whose runs were executed differently is refused."""
     compare_dir = Path(compare_dir)
     points = list(points or [NO_POINT])
     records = collect(compare_dir, models, seeds, points)
@@ -213,6 +253,8 @@ def aggregate(compare_dir: Path, models: list[str], seeds: list[int], metric_ord
         summary.final = {k: stat([(r.results.get("final") or {}).get(k) for r in done]) for k in FINAL_KEYS}
         summary.dynamics = {k: stat([read(r.results) for r in done]) for k, read in DYNAMICS.items()}
         summaries[summary.label] = summary
+    if same_execution:
+        check_same_execution(summaries.values())
     return Comparison(compare_dir, list(models), list(seeds), fp, metric_names, columns, summaries,
                       protocol=first.get("protocol"), dataset=first.get("dataset"), labels=labels,
                       grid=dict(grid or {}))

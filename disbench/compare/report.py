@@ -22,8 +22,9 @@ class CompareReport:
     notes: list[str] = field(default_factory=list)
 
 
-def load_comparison(compare_dir: Path):
-    """The comparison of the runs listed in compare.json (or found under runs/), and the manifest."""
+def load_comparison(compare_dir: Path, same_execution: bool = False):
+    """The comparison of the runs listed in compare.json (or found under runs/), and the
+    manifest; ``same_execution`` refuses a row whose runs were executed differently."""
     compare_dir = Path(compare_dir)
     manifest = read_manifest(compare_dir) or {}
     models, seeds = manifest.get("models"), manifest.get("seeds")
@@ -35,17 +36,17 @@ def load_comparison(compare_dir: Path):
               for p in manifest.get("points") or ()]
     grid = {name: values for name, values in manifest.get("grid") or ()}
     return aggregate(compare_dir, models, seeds, metric_order=manifest.get("metrics") or (), points=points or None,
-                     grid=grid), manifest
+                     grid=grid, same_execution=same_execution), manifest
 
 
 def write_compare_report(compare_dir: Path, out_dir: Path | None = None, *, figures: bool = True,
                          device="cpu", image_index: int | None = None,
-                         progress: bool | None = None) -> CompareReport:
+                         progress: bool | None = None, same_execution: bool = False) -> CompareReport:
     """Aggregate the runs listed in compare.json (or found under runs/) into
     OUT/table.md, OUT/table.csv and OUT/figures/ (OUT defaults to the compare dir)."""
     compare_dir = Path(compare_dir)
     out_dir = Path(out_dir) if out_dir is not None else compare_dir
-    comparison, manifest = load_comparison(compare_dir)
+    comparison, manifest = load_comparison(compare_dir, same_execution)
     protocol = manifest.get("protocol")
     report = CompareReport(comparison, write_tables(comparison, out_dir, Path(protocol).stem if protocol else None))
     if figures:

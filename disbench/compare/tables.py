@@ -13,7 +13,10 @@ the paper's: pos. x, pos. y, shape, scale, orientation); without one, the
 order the metric reports them in (the dataset's factor order). Cells are
 "mean ± std" over the complete seeds; "n" counts them, "failed" counts failed
 runs (of all requested seeds); runs not averaged are listed with their status
-and error below the tables.
+and error below the tables. How the runs were executed (:mod:`disbench.execution`)
+is said in the header when every averaged run was executed alike, and in an
+"Execution" table otherwise; a row whose own runs were executed differently is
+marked † and its runs are named below each table.
 
 table.csv (long format): one row per model × table × column with
 ``model, metric, representation, column, mean, std, n, failed, seeds``:
@@ -22,7 +25,10 @@ table.csv (long format): one row per model × table × column with
 controller and emergence columns, no representation); ``representation``
 is ``mean`` or ``sampled``; ``column`` is the factor's name as the dataset
 gives it, ``score:NAME`` for a named score, or ``score``; ``std`` is empty with
-fewer than two complete seeds, ``mean`` with none.
+fewer than two complete seeds, ``mean`` with none. Then one ``exec_SETTING``
+column per execution setting (``exec_threads``, ``exec_group_size``, ...): its
+value among the row's averaged runs, or their values joined by ``; `` where
+they differ.
 """
 
 from __future__ import annotations
@@ -32,10 +38,14 @@ import io
 from pathlib import Path
 from typing import Sequence
 
+from ..execution import COLUMNS as EXECUTION_COLUMNS
+from ..execution import SETTING_TEXT, SETTINGS, describe
 from ..io import atomic_write_text
-from .aggregate import FINAL_KEYS, NAMED_SCORE, SCORE, Comparison, MetricLabel, Stat
+from .aggregate import (FINAL_KEYS, NAMED_SCORE, SCORE, UNRECORDED, Comparison, MetricLabel, ModelSummary, Stat,
+                        mixed_text)
 
 TABLE_MD, TABLE_CSV = "table.md", "table.csv"
+MIXED_MARK = " †"
 
 FACTOR_HEADERS = {"pos_x": "pos. x", "pos_y": "pos. y"}
 FINAL_HEADERS = {"recon": "recon (nats)", "kl": "KL (nats)", "beta": "β"}
@@ -122,8 +132,44 @@ def _failed(summary) -> str:
     return f"{len(summary.failed)}/{len(summary.runs)}" if summary.failed else "0"
 
 
+def execution_values(summary: ModelSummary) -> dict[str, str]:
+    """Each setting's value among a row's averaged runs ("1; 2" where they differ; "" with none)."""
+    return {name: "; ".join(values) for name, values in summary.execution.items()}
+
+
+def execution_lines(c: Comparison) -> tuple[list[str], list[str]]:
+    """The header's line on how the runs were executed, and the Execution section
+    (only when runs were executed differently)."""
+    rows = [s for s in c.summaries.values() if s.complete]
+    distinct = {tuple(execution_values(s).items()) for s in rows}
+    if not rows:
+        return [], []
+    if len(distinct) == 1:
+        values = execution_values(rows[0])
+        if set(values.values()) == {UNRECORDED}:
+            return ["Execution not recorded (runs trained by an older disbench)."], []
+        return [f"Executed alike: {describe(values)}."], []
+    section = ["## Execution", "", _row(["model", "n", *(SETTING_TEXT[n] for n in SETTINGS)]),
+               _rule(len(SETTINGS) + 2)]
+    section += [_row([_label(s), len(s.complete), *execution_values(s).values()]) for s in rows]
+    section += ["", "How each row's averaged runs were executed (values joined by ; where they differ).", ""]
+    return ["Runs were executed differently: see “Execution” below."], section
+
+
+def _label(s: ModelSummary) -> str:
+    return s.label + (MIXED_MARK if s.mixed_execution else "")
+
+
+def mixed_note(c: Comparison) -> list[str]:
+    """The line under each table naming the runs of † rows."""
+    mixed = [mixed_text(s.label, s.mixed_execution) for s in c.summaries.values() if s.mixed_execution]
+    return [f"† Executed differently within the row — {' · '.join(mixed)}.", ""] if mixed else []
+
+
 def markdown(comparison: Comparison, protocol_name: str | None = None) -> str:
     c = comparison
+    header_line, execution_section = execution_lines(c)
+    below = mixed_note(c)
     protocol = c.protocol or {}
     facts = [f"protocol `{protocol_name}`" if protocol_name else None,
              f"fingerprint `{c.fingerprint}`" if c.fingerprint else None,
@@ -134,7 +180,7 @@ def markdown(comparison: Comparison, protocol_name: str | None = None) -> str:
              if c.grid else None]
     lines = ["# Comparison", "", " · ".join(f for f in facts if f) + ".",
              "Cells: mean ± sample std (ddof = 1) over the complete runs; n = complete runs; "
-             f"{DASH} = no value (a std needs two seeds); failed = failed runs / seeds.", ""]
+             f"{DASH} = no value (a std needs two seeds); failed = failed runs / seeds.", *header_line, ""]
     for metric in c.metric_names:
         cols = display_columns(c.columns[metric], display_order(c))
         label = label_of(c, metric)
@@ -142,27 +188,29 @@ def markdown(comparison: Comparison, protocol_name: str | None = None) -> str:
                   _row(["model", "n", *(header(col, metric) for col in cols), "failed"]), _rule(len(cols) + 3)]
         for s in c.summaries.values():
             stats = s.metrics.get(metric, {})
-            lines.append(_row([s.label, len(s.complete),
+            lines.append(_row([_label(s), len(s.complete),
                                *(cell(stats.get(col, Stat(0, None, None)), METRIC_FORMAT) for col in cols),
                                _failed(s)]))
         lines.append("")
         if note(label):
             lines += [note(label), ""]
+        lines += below
     lines += ["## Final training values", "",
               _row(["model", "n", *(FINAL_HEADERS[k] for k in FINAL_KEYS), "failed"]), _rule(len(FINAL_KEYS) + 3)]
     for s in c.summaries.values():
-        lines.append(_row([s.label, len(s.complete), *(cell(s.final[k], FINAL_FORMATS[k]) for k in FINAL_KEYS),
+        lines.append(_row([_label(s), len(s.complete), *(cell(s.final[k], FINAL_FORMATS[k]) for k in FINAL_KEYS),
                            _failed(s)]))
-    lines.append("")
+    lines += [""] + below
     if any(st.n for s in c.summaries.values() for st in s.dynamics.values()):
         lines += ["## Controller and emergence", "",
                   "From each run's log (docs/controllers.md): the set-point tracking of closed-loop β, and "
                   "when latents' KL first exceeded the emergence threshold.", "",
                   _row(["model", "n", *DYNAMICS_HEADERS.values(), "failed"]), _rule(len(DYNAMICS_HEADERS) + 3)]
         for s in c.summaries.values():
-            lines.append(_row([s.label, len(s.complete),
+            lines.append(_row([_label(s), len(s.complete),
                                *(cell(s.dynamics[k], DYNAMICS_FORMATS[k]) for k in DYNAMICS_HEADERS), _failed(s)]))
-        lines.append("")
+        lines += [""] + below
+    lines += execution_section
     left_out = [r for s in c.summaries.values() for r in s.failed + s.unfinished]
     if left_out:
         lines += ["## Runs not averaged", "", _row(["model", "seed", "status", "detail"]), "| :-- | --: | :-- | :-- |"]
@@ -185,8 +233,9 @@ def _detail(record) -> str:
 
 def table_cells(comparison: Comparison) -> list[tuple]:
     """Every cell of the tables, long format: (model, metric, representation, column,
-    Stat, failed, runs, bindings); representation is None for the final and dynamics
-    rows; bindings are the row's grid point in a sweep ({} in a compare)."""
+    Stat, failed, runs, bindings, execution); representation is None for the final and
+    dynamics rows; bindings are the row's grid point in a sweep ({} in a compare);
+    execution maps each setting to its value(s) among the row's averaged runs."""
     out = []
     for s in comparison.summaries.values():
         rows = [(label_of(comparison, metric), col, s.metrics[metric][col]) for metric in comparison.metric_names
@@ -194,8 +243,9 @@ def table_cells(comparison: Comparison) -> list[tuple]:
         rows = [(label.metric, label.representation, col, st) for label, col, st in rows]
         rows += [("final", None, k, s.final[k]) for k in FINAL_KEYS]
         rows += [("dynamics", None, k, s.dynamics[k]) for k in DYNAMICS_HEADERS]
-        out += [(s.model, metric, representation, col, st, len(s.failed), len(s.runs), dict(s.point.bindings))
-                for metric, representation, col, st in rows]
+        executed = execution_values(s)
+        out += [(s.model, metric, representation, col, st, len(s.failed), len(s.runs), dict(s.point.bindings),
+                 executed) for metric, representation, col, st in rows]
     return out
 
 
@@ -203,10 +253,11 @@ def csv_text(comparison: Comparison) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     axes = list(comparison.grid)
-    writer.writerow(["model", *axes, "metric", "representation", "column", "mean", "std", "n", "failed", "seeds"])
-    for model, metric, representation, col, st, failed, runs, bindings in table_cells(comparison):
+    writer.writerow(["model", *axes, "metric", "representation", "column", "mean", "std", "n", "failed", "seeds",
+                     *EXECUTION_COLUMNS])
+    for model, metric, representation, col, st, failed, runs, bindings, executed in table_cells(comparison):
         writer.writerow([model, *(bindings.get(a, "") for a in axes), metric, representation or "", col,
-                         _num(st.mean), _num(st.std), st.n, failed, runs])
+                         _num(st.mean), _num(st.std), st.n, failed, runs, *executed.values()])
     return out.getvalue()
 
 
