@@ -5,6 +5,8 @@ on a cluster would run them; the toy plugin reaches the cluster's workers as an
 installed entry point (PYTHONPATH of the cluster's processes).
 """
 
+import csv
+import io
 import json
 import os
 import signal
@@ -86,25 +88,45 @@ def manifest(out):
     return json.loads((Path(out) / "compare.json").read_text())
 
 
+def without_backend(table_csv: str, table_md: str) -> tuple[list, str]:
+    """The tables with what may differ between backends left out: table.csv's exec_backend
+    column and table.md's line on how the runs were executed."""
+    rows = [row[:-2] + row[-1:] for row in csv.reader(io.StringIO(table_csv))]  # exec_backend: second to last
+    md = "\n".join(line for line in table_md.splitlines() if not line.startswith("Executed alike:"))
+    return rows, md
+
+
 def test_compare_and_sweep_on_ray_give_the_local_tables(cluster, tmp_path):
+    """The local compare is told --threads 1; the Ray tasks get the rule's 1 thread (--cpus-per-run 1).
+    Nothing pins OMP_NUM_THREADS: the thread count is the command's, in both."""
     address, env = cluster
     for command, extra in ((compare_cmd, ()), (compare_cmd, ("--grid", "BetaVAEH.beta=2,8"))):
         args = command(tmp_path / "local", *extra, models="betavae_h" if extra else "vae,betavae_h")
         if extra:
             args[0] = "sweep"
-        local = disbench(env, *args)
+        local = disbench(env, *args, "--threads", "1")
         assert local.returncode == 0, local.stderr
-        remote = disbench(env, *[a if a != str(tmp_path / "local") else str(tmp_path / "ray") for a in args],
-                          *on_ray(cluster))
+        ray_args = [a if a != str(tmp_path / "local") else str(tmp_path / "ray") for a in args]
+        remote = disbench(env, *ray_args, *on_ray(cluster))
         assert remote.returncode == 0, remote.stderr
-        assert "in Ray tasks (1 CPU, 0 GPU per run)" in remote.stdout
-        assert (tmp_path / "ray/table.csv").read_text() == (tmp_path / "local/table.csv").read_text()
-        assert (tmp_path / "ray/table.md").read_text() == (tmp_path / "local/table.md").read_text()
+        assert "in Ray tasks (1 CPU, 0 GPU per run), 1 thread per run" in remote.stdout
+        tables = {f: [(tmp_path / where / f).read_text() for where in ("local", "ray")]
+                  for f in ("table.csv", "table.md")}
+        assert tables["table.csv"][0] != tables["table.csv"][1]  # exec_backend: local vs ray
+        assert without_backend(tables["table.csv"][0], tables["table.md"][0]) == \
+            without_backend(tables["table.csv"][1], tables["table.md"][1])
+        assert {r["exec_backend"] for r in csv.DictReader(io.StringIO(tables["table.csv"][1]))} == {"ray"}
         workers = [e["worker"] for e in manifest(tmp_path / "ray")["runs"]]
         assert all(w["backend"] == "ray" and w["threads"] == 1 and w["device"] == "cpu" for w in workers)
+        run = next((tmp_path / "ray" / "runs").rglob("results.json"))
+        execution = json.loads(run.read_text())["execution"]
+        assert execution["backend"] == "ray" and execution["threads"]["intra_op"] == 1
+        assert execution["command"].startswith(f"disbench {args[0]} --models")  # the driver's, not Ray's
+        # a Ray-trained run verifies here, bit for bit
+        verified = disbench(env, "verify", str(run.parent), "--no-progress")
+        assert verified.returncode == 0 and "bit for bit" in verified.stdout and "differently" not in verified.stdout
         # a re-run finds every run complete and starts no task
-        again = disbench(env, *[a if a != str(tmp_path / "local") else str(tmp_path / "ray") for a in args],
-                         *on_ray(cluster))
+        again = disbench(env, *ray_args, *on_ray(cluster))
         assert again.returncode == 0 and "all complete" in again.stdout and "Ray tasks" not in again.stdout
         for folder in ("local", "ray"):
             subprocess.run(["rm", "-rf", str(tmp_path / folder)], check=True)
