@@ -17,6 +17,12 @@ torch.set_num_threads(1)  # tests are tiny; one thread keeps CPU results reprodu
 os.environ.setdefault("DISBENCH_NO_PROGRESS", "1")
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "numerical: compares floating-point results against a bound or bit for bit; "
+                   "run again under AVX2 kernels in CI")
+
+
 def _host_with_toy_plugin(entry_points: bool):
     from tests import toy_plugin
 

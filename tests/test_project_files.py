@@ -17,6 +17,13 @@ def test_readme_opens_with_the_two_commands():
     assert "pytest" in tests and "pip install" in tests
 
 
+def test_the_numerical_tests_run_again_under_avx2_kernels():
+    """A bound that holds on one kind of CPU only must fail on every machine."""
+    _, tests = readme_commands()
+    assert tests.endswith("python -m pytest -q && ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 "
+                          "python -m pytest -q -m numerical")
+
+
 def test_ci_runs_exactly_the_readme_test_command():
     _, tests = readme_commands()
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
