@@ -11,6 +11,8 @@ from dvae_plugin.pi_scheduler import PIBetaScheduler
 from dvae_plugin.positional_pi import PositionalPIBetaScheduler
 from dvae_plugin.setpoints import ConstantSetpoint
 
+pytestmark = pytest.mark.numerical  # compared against bounds or bit for bit: run again under AVX2 kernels
+
 
 def sig_neg(e):
     return 1 / (1 + math.exp(e))

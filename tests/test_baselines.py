@@ -14,6 +14,8 @@ from disbench.models import Terms
 from disbench.training.scalars import read_scalars
 from tests.conftest import TOY_PROTOCOL
 
+pytestmark = pytest.mark.numerical  # compared against bounds or bit for bit: run again under AVX2 kernels
+
 
 def hand_terms(latent_dim=3, batch=4):
     torch.manual_seed(0)

@@ -13,6 +13,7 @@ from disbench.cli import main
 from disbench.compare.aggregate import aggregate
 from disbench.compare.plan import plan_runs
 from disbench.compare.tables import csv_text, markdown
+from disbench.execution import COLUMNS as EXECUTION_COLUMNS
 from tests.compare_helpers import md_table, results
 from tests.conftest import TOY_PROTOCOL
 from tests.test_standard_metrics_registered import SMALL_GIN
@@ -67,7 +68,8 @@ def test_compare_tables_show_the_new_columns_and_label_the_representation(compar
                             "## UNSUPERVISED (sampled representation)"]
 
     rows = list(csv.DictReader(io.StringIO((out / "table.csv").read_text())))
-    assert set(rows[0]) == {"model", "metric", "representation", "column", "mean", "std", "n", "failed", "seeds"}
+    assert set(rows[0]) == {"model", "metric", "representation", "column", "mean", "std", "n", "failed", "seeds",
+                            *EXECUTION_COLUMNS}
     by_key = {(r["metric"], r["representation"], r["column"]): r for r in rows}
     completeness = [r["metrics"]["dci@sampled"]["scores"]["completeness"] for r in runs]
     assert float(by_key[("dci", "sampled", "score:completeness")]["mean"]) == pytest.approx(np.mean(completeness))

@@ -14,6 +14,8 @@ from disbench.plugins import get_registry
 from disbench.training.group import RunGroup
 from tests.conftest import TOY_PROTOCOL
 
+pytestmark = pytest.mark.numerical  # compared against bounds or bit for bit: run again under AVX2 kernels
+
 HOST_READS = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__", "__index__")
 
 

@@ -10,6 +10,8 @@ from disbench.cli import main
 from disbench.training.scalars import read_scalars
 from tests.conftest import TOY_PROTOCOL
 
+pytestmark = pytest.mark.numerical  # compared against bounds or bit for bit: run again under AVX2 kernels
+
 DVAE_NAMES = {
     "models": {"dynamicvae", "controlvae", "dynamicvae_p", "dynamicvae_step", "dynamicvae_t"},
     "schedulers": {"pi", "positional_pi"},

@@ -18,7 +18,7 @@ from disbench.compare.plan import TRAIN
 from disbench.determinism import cpu_name
 from disbench.execution import COLUMNS, default_threads
 from tests.compare_helpers import compare_args, md_table
-from tests.test_training import load, train_args
+from tests.test_training import interrupted_at_draw, load, train_args
 
 
 def test_results_record_how_the_run_was_executed(toy_host):
@@ -55,19 +55,8 @@ def test_threads_default_to_the_cores_and_must_be_positive(toy_host, capsys):
 
 
 def test_a_resume_under_other_threads_is_recorded(toy_host, monkeypatch):
-    from disbench.data import DeviceSampler
-
-    calls, original = {"n": 0}, DeviceSampler.next
-
-    def interrupting_next(self):
-        calls["n"] += 1
-        if calls["n"] == 17:  # between the checkpoints at steps 10 and 20
-            raise KeyboardInterrupt
-        return original(self)
-
-    monkeypatch.setattr(DeviceSampler, "next", interrupting_next)
-    assert main(train_args("cut", "--no-eval", "--threads", "1")) == 130
-    monkeypatch.setattr(DeviceSampler, "next", original)
+    with interrupted_at_draw(monkeypatch, 17):  # between the checkpoints at steps 10 and 20
+        assert main(train_args("cut", "--no-eval", "--threads", "1")) == 130
     assert main(["train", "--resume", "--out", "cut", "--no-progress", "--device", "cpu", "--threads", "2"]) == 0
     history = load("cut")["execution_history"]
     assert [(h["from_step"], h["threads"]) for h in history] == [(0, "1"), (10, "2")]

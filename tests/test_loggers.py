@@ -192,20 +192,11 @@ def test_run_loggers_must_be_names(toy_host, capsys):
 def test_loggers_are_kept_and_may_change_on_resume(toy_host, monkeypatch, capsys):
     """The run's config keeps Run.loggers, so --resume alone watches it again; a
     resumed run may add or drop loggers (they change nothing in it)."""
-    from disbench.data import DeviceSampler
+    from tests.test_training import interrupted_at_draw
 
-    original, count = DeviceSampler.next, {"n": 0}
-
-    def interrupting_next(self):
-        count["n"] += 1
-        if count["n"] == 17:  # between the checkpoints at steps 10 and 20
-            raise KeyboardInterrupt
-        return original(self)
-
-    monkeypatch.setattr(DeviceSampler, "next", interrupting_next)
-    assert train("run", "--logger", "toy_recording", "--no-eval") == 130
+    with interrupted_at_draw(monkeypatch, 17):  # between the checkpoints at steps 10 and 20
+        assert train("run", "--logger", "toy_recording", "--no-eval") == 130
     assert calls(method="close")[-1][2] == ("interrupted",)
-    monkeypatch.setattr(DeviceSampler, "next", original)
     toy_plugin.RECORDED.clear()
     assert main(["train", "--resume", "--out", "run", "--device", "cpu", "--no-progress",
                  "--logger", "toy_recording", "--logger", "tensorboard"]) == 0

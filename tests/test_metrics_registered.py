@@ -13,6 +13,8 @@ from disbench.errors import DisbenchError
 from disbench.metrics import Representation
 from dvae_plugin.metrics import METRICS, MIG, RMIG, MIGSampled, mig_sampled_score, mig_score, rmig_score
 
+pytestmark = pytest.mark.numerical  # compared against bounds or bit for bit: run again under AVX2 kernels
+
 FACTOR_NAMES = ("shape", "scale", "posx")
 FACTOR_SIZES = (3, 4, 6)
 SCALE = 10  # pixel value = factor index * SCALE

@@ -7,6 +7,8 @@ import torch.nn.functional as F
 from disbench.baselines import VAE, BetaVAEH
 from disbench.models import Decoder, Encoder, kl_per_dimension, reconstruction_loss
 
+pytestmark = pytest.mark.numerical  # compared against bounds or bit for bit: run again under AVX2 kernels
+
 
 def count_macs(module, x):
     """Multiply-adds of conv / linear layers for one forward pass."""

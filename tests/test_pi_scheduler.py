@@ -20,6 +20,8 @@ from dvae_plugin.pi_scheduler import PIBetaScheduler
 from dvae_plugin.positional_pi import PositionalPIBetaScheduler
 from dvae_plugin.setpoints import ConstantSetpoint, HybridAnnealing, StepAnnealing
 
+pytestmark = pytest.mark.numerical  # compared against bounds or bit for bit: run again under AVX2 kernels
+
 SCHEDULERS = [PIBetaScheduler, PositionalPIBetaScheduler]
 
 

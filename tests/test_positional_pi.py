@@ -14,6 +14,8 @@ import torch
 from dvae_plugin.positional_pi import PositionalPIBetaScheduler
 from dvae_plugin.setpoints import ConstantSetpoint, StepAnnealing
 
+pytestmark = pytest.mark.numerical  # compared against bounds or bit for bit: run again under AVX2 kernels
+
 
 def test_first_steps_by_hand():
     # Kp 0.4, Ki 0.2, β_min 0.5, window 2, C = 1; I starts at 0, w_prev at 1; σ(−e) = 1/(1+e^e).

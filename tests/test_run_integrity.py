@@ -19,6 +19,8 @@ from disbench.training.checkpoint import load_checkpoint, set_rng_state
 from disbench.training.scalars import ScalarLog, read_scalars
 from tests.conftest import TOY_PROTOCOL
 
+pytestmark = pytest.mark.numerical  # compared against bounds or bit for bit: run again under AVX2 kernels
+
 
 def train_args(out, *extra, model="vae"):
     return ["train", "--model", model, "--protocol", TOY_PROTOCOL, "--out", str(out), "--device", "cpu",

@@ -10,6 +10,8 @@ from dvae_plugin.pi_scheduler import PIBetaScheduler
 from dvae_plugin.positional_pi import PositionalPIBetaScheduler
 from dvae_plugin.setpoints import HybridAnnealing, StepAnnealing
 
+pytestmark = pytest.mark.numerical  # compared against bounds or bit for bit: run again under AVX2 kernels
+
 
 def members(kind):
     if kind == "pi_ki_grid":  # a grid of Ki, one set point

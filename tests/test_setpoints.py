@@ -8,6 +8,8 @@ import torch
 
 from dvae_plugin.setpoints import ConstantSetpoint, HybridAnnealing, StepAnnealing
 
+pytestmark = pytest.mark.numerical  # compared against bounds or bit for bit: run again under AVX2 kernels
+
 
 # -- hybrid ---------------------------------------------------------------------
 

@@ -24,6 +24,8 @@ from dvae_plugin.stability.analysis import (
     hurwitz_coefficients,
 )
 
+pytestmark = pytest.mark.numerical  # compared against bounds or bit for bit: run again under AVX2 kernels
+
 
 def draws(seed, n=20_000, scaled=False):
     """Log-uniform plants and gains over wide ranges.

@@ -10,6 +10,8 @@ from disbench.errors import DisbenchError
 from dvae_plugin.stability import fit_kl_map, fit_rise, identify, load_run
 from dvae_plugin.stability.sysid import tail_mean
 
+pytestmark = pytest.mark.numerical  # compared against bounds or bit for bit: run again under AVX2 kernels
+
 # MNIST-like plant (paper Eq. 30 and Table 5 orders of magnitude)
 A_TRUE, B_TRUE, RATE = 26.38, 0.0476, 1 / 2500
 NOISE = 0.15  # nats, on every logged KL

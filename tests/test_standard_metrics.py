@@ -20,6 +20,8 @@ from disbench.standard_metrics._common import stream_rng
 from disbench.standard_metrics.dci import completeness, disentanglement
 from disbench.standard_metrics.sampling import FactorLookup
 
+pytestmark = pytest.mark.numerical  # compared against bounds or bit for bit: run again under AVX2 kernels
+
 SIZES = (2, 3, 4)
 
 

@@ -25,6 +25,8 @@ from disbench.standard_metrics import (DCI, METRICS, SAP, BetaVAEScore, FactorVA
 from disbench.standard_metrics._common import stream_rng
 from tests.conftest import TOY_PROTOCOL
 
+pytestmark = pytest.mark.numerical  # compared against bounds or bit for bit: run again under AVX2 kernels
+
 FACTOR_NAMES = ("shape", "scale", "posx")
 FACTOR_SIZES = (2, 3, 4)
 SCALE = 10

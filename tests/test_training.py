@@ -1,3 +1,4 @@
+import contextlib
 import json
 import os
 import signal
@@ -14,6 +15,8 @@ from disbench.data import DeviceSampler
 from disbench.training.scalars import read_scalars
 from tests.conftest import TESTS, TOY_PROTOCOL
 
+pytestmark = pytest.mark.numerical  # compared against bounds or bit for bit: run again under AVX2 kernels
+
 REPO = TESTS.parent
 
 
@@ -28,6 +31,24 @@ def load(run_dir):
 
 def final_weights(run_dir):
     return torch.load(Path(run_dir) / "checkpoint.pt", weights_only=True)["model"]
+
+
+@contextlib.contextmanager
+def interrupted_at_draw(monkeypatch, draw: int):
+    """Ctrl-C at the ``draw``-th batch drawn inside the block (a toy run draws one a step)."""
+    original, count = DeviceSampler.next, {"n": 0}
+
+    def interrupting_next(self):
+        count["n"] += 1
+        if count["n"] == draw:
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(DeviceSampler, "next", interrupting_next)
+    try:
+        yield
+    finally:
+        monkeypatch.setattr(DeviceSampler, "next", original)
 
 
 def test_train_then_evaluate_end_to_end(toy_host, capsys):
@@ -66,19 +87,9 @@ def test_same_seed_same_run_and_other_seed_differs(toy_host):
 def test_resume_after_interrupt_is_bit_identical(toy_host, monkeypatch):
     assert main(train_args("whole", "--no-eval")) == 0
 
-    calls = {"n": 0}
-    original = DeviceSampler.next
-
-    def interrupting_next(self):
-        calls["n"] += 1
-        if calls["n"] == 17:  # between the checkpoints at steps 10 and 20
-            raise KeyboardInterrupt
-        return original(self)
-
-    monkeypatch.setattr(DeviceSampler, "next", interrupting_next)
-    assert main(train_args("cut", "--no-eval")) == 130
+    with interrupted_at_draw(monkeypatch, 17):  # between the checkpoints at steps 10 and 20
+        assert main(train_args("cut", "--no-eval")) == 130
     assert load("cut")["status"] == "interrupted" and load("cut")["steps"] == 10
-    monkeypatch.setattr(DeviceSampler, "next", original)
     assert main(["train", "--resume", "--out", "cut", "--device", "cpu", "--no-progress", "--no-eval"]) == 0
 
     whole, cut = final_weights("whole"), final_weights("cut")
