@@ -32,6 +32,7 @@ from functools import lru_cache
 
 import torch
 
+from .determinism import CUBLAS_ENV, cpu_name, device_name
 from .errors import DisbenchError
 
 BACKENDS = ("local", "ray")
@@ -102,8 +103,6 @@ def command_line(argv: list[str] | None = None) -> str:
 def cpu_facts() -> dict:
     """The CPU's model, the kernel level PyTorch dispatches to, its bf16/AMX
     instructions, and the variables that lowered the level at start-up."""
-    from .determinism import cpu_name
-
     cpu = torch.cpu
     facts = {"name": cpu_name(), "capability": torch.backends.cpu.get_cpu_capability(),
              "avx512_bf16": _supported(cpu, "_is_avx512_bf16_supported"),
@@ -131,8 +130,6 @@ def library_versions() -> dict:
 
 
 def device_facts(device) -> dict:
-    from .determinism import device_name
-
     device = torch.device(device)
     facts = {"type": device.type, "name": device_name(device)}
     if device.type == "cuda":
@@ -145,8 +142,6 @@ def execution_record(request: ExecutionRequest, device, protocol, group_size: in
                      group_members: list[str] = ()) -> dict:
     """``results.json["execution"]``: how this process executes a run, read now
     (threads as actually set, not as asked)."""
-    from .determinism import CUBLAS_ENV
-
     device = torch.device(device)
     record = {
         "backend": request.backend,

@@ -26,11 +26,14 @@ from pathlib import Path
 import gin
 import torch
 
+from .builders import build_configured_run, resolve_device
+from .config import build_protocol, parse_saved_config
 from .errors import DisbenchError
 from .execution import (NOT_NUMERIC, SETTING_TEXT, SETTINGS, ExecutionRequest, default_threads, settings_of,
                         torch_threads)
 from .runs import CONFIG_NAME, load_results, read_results
 from .training.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from .training.loop import train_group
 from .training.scalars import SCALARS_NAME, read_scalars
 
 DEFAULT_MAX_STEPS = 200
@@ -96,10 +99,6 @@ class Verification:
 def verify_run(run_dir: Path, *, steps: int | None = None, threads: int | None = None, device: str | None = None,
                progress: bool | None = None) -> Verification:
     """Replay ``run_dir``'s first ``steps`` steps and compare (see the module docstring)."""
-    from .builders import build_configured_run, resolve_device
-    from .config import build_protocol, parse_saved_config
-    from .training.loop import train_group
-
     run_dir = Path(run_dir)
     results = load_results(run_dir)
     recorded_rows = read_scalars(run_dir / SCALARS_NAME)

@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import torch
 
+from ..builders import build_model, check_run_config
+from ..config import parse_sources
 from ..errors import DisbenchError
+from ..training.group import estimate_memory_bytes
 from .plan import TRAIN, RunJob
 
 MAX_AUTO = 8          # beyond 8 members a group's step is long enough to fill a GPU by itself
@@ -73,10 +76,6 @@ def largest_fitting(estimates: dict[int, int], total_bytes: int) -> int:
 def memory_estimates(job: RunJob, device: torch.device, most: int) -> tuple[dict[int, int], int]:
     """The memory estimate of a group of K = 1, 2, 4, ... <= ``most`` of ``job``'s
     model (built on the CPU, never trained), and the device's total memory."""
-    from ..builders import build_model, check_run_config
-    from ..config import parse_sources
-    from ..training.group import estimate_memory_bytes
-
     parse_sources(job.sources, model=job.model)
     protocol, run, info = check_run_config()
     shape = info.observation_shape or (1, 64, 64)
