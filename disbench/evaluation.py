@@ -121,15 +121,22 @@ def evaluate_built(run_dir: Path, built: BuiltRun, metric_names, *, progress: bo
 
 
 def evaluate_run(run_dir: Path, metric_names=None, *, device, progress: bool | None = None,
-                 representations=None) -> dict:
+                 representations=None, loggers: bool = True) -> dict:
     """Evaluate a finished run's final checkpoint and merge into its results.json.
 
     The metric names (and representations) are checked before the model and
-    its dataset are built.
+    its dataset are built. With ``loggers``, the evaluated metrics then go to
+    the run's loggers (:mod:`disbench.loggers.evaluated`).
     """
     if metric_names is not None:
         resolve_metrics(with_representations(metric_names, representations))
     trained = load_trained(run_dir, device=device)
     names = trained.protocol.metrics if metric_names is None else metric_names
-    return evaluate_built(run_dir, trained.built, names, progress=progress,
-                          previous=trained.results.get("metrics", {}), representations=representations)
+    results = evaluate_built(run_dir, trained.built, names, progress=progress,
+                             previous=trained.results.get("metrics", {}), representations=representations)
+    if loggers and trained.run.loggers:
+        from .loggers.evaluated import send_evaluated
+
+        evaluated = [name for name, *_ in resolve_metrics(with_representations(names, representations))]
+        results = send_evaluated(run_dir, trained.built, results, {n: results["metrics"][n] for n in evaluated})
+    return results

@@ -51,17 +51,47 @@ def train(out, logger, *extra):
 
 # -- a fake wandb ------------------------------------------------------------------
 
+FAKE_SERVER: dict = {}  # run id -> what W&B keeps of a run between processes: its history and summary
+
+
 class FakeWandbRun:
+    """One ``wandb.init()``, with W&B's rules for steps: ``log(step=S)`` below the
+    run's current step is dropped (W&B warns and drops it); without ``step=``
+    each call is a row of its own; a resumed run continues the history W&B
+    holds, its step after the last row's, with its summary restored."""
+
     def __init__(self, **kwargs):
-        self.kwargs, self.id = kwargs, kwargs.get("id") or f"fake{len(FAKE_RUNS)}"
-        self.logged, self.summary, self.exit_code = [], {}, None
+        self.kwargs, self.id = kwargs, kwargs.get("id") or f"fake{len(FAKE_SERVER)}"
+        if kwargs.get("resume") not in ("allow", "must") or self.id not in FAKE_SERVER:
+            FAKE_SERVER[self.id] = {"history": [], "summary": {}}
+        self.history, self.summary = FAKE_SERVER[self.id]["history"], FAKE_SERVER[self.id]["summary"]
+        self.step = self.history[-1]["_step"] + 1 if self.history else 0
+        self.pending, self.dropped, self.defined, self.exit_code = {}, [], {}, None
         self.config = types.SimpleNamespace(values={}, update=lambda d, allow_val_change=False:
                                             self.config.values.update(d))
 
-    def log(self, values, step=None):
-        self.logged.append((step, values))
+    def define_metric(self, name, step_metric=None):
+        self.defined[name] = step_metric
+
+    def log(self, values, step=None, commit=None):
+        if step is not None and step < self.step:
+            self.dropped.append((step, values))
+            return
+        if step is not None and step > self.step:
+            self._commit()
+            self.step = step
+        self.pending.update(values)
+        if commit or (commit is None and step is None):
+            self._commit()
+
+    def _commit(self):
+        if self.pending:
+            self.history.append({"_step": self.step, **self.pending})
+            self.summary.update(self.pending)
+            self.step, self.pending = self.step + 1, {}
 
     def finish(self, exit_code=0):
+        self._commit()
         self.exit_code = exit_code
 
 
@@ -69,6 +99,8 @@ FAKE_RUNS: list = []
 
 
 def fake_wandb():
+    FAKE_RUNS.clear()
+    FAKE_SERVER.clear()
     module = types.ModuleType("wandb")
 
     def init(**kwargs):
@@ -83,8 +115,13 @@ def fake_wandb():
     return module
 
 
+def by_step(history, wanted: str):
+    """The (training step, values) of the W&B rows holding key ``wanted``, in order."""
+    return [(row["step"], {k: v for k, v in row.items() if k not in ("_step", "step")})
+            for row in history if wanted in row]
+
+
 def test_wandb_logger_sends_the_runs_rows_metrics_and_images(host_with, monkeypatch):
-    FAKE_RUNS.clear()
     monkeypatch.setitem(sys.modules, "wandb", fake_wandb())
     host = host_with("wandb_logger")
     assert host.registry("loggers").source("wandb") == "wandb_logger"
@@ -94,18 +131,46 @@ def test_wandb_logger_sends_the_runs_rows_metrics_and_images(host_with, monkeypa
     assert wb.kwargs["reinit"] == "create_new" and wb.kwargs["dir"] == "run"
     assert Path("run/wandb-run-id").read_text().strip() == wb.id
     assert wb.config.values["protocol"]["steps"] == 30 and "config_gin" in wb.summary
+    assert wb.defined == {"step": None, "*": "step"}  # every metric plotted against the training step
 
     rows = read_scalars(Path("run/scalars.jsonl"))
-    scalars = [(step, values) for step, values in wb.logged if "recon" in values]
+    scalars = by_step(wb.history, "recon")
     assert scalars == [(r["step"], scalar_tags(r)) for r in rows]
     assert {"kl_per_dim/z0", "kl_per_dim/z3", "beta", "kl"} <= set(scalars[0][1])
     results = json.loads(Path("run/results.json").read_text())
-    assert (30, metric_tags(results["metrics"])) in wb.logged
+    assert by_step(wb.history, "metrics/toy_metric") == [(30, metric_tags(results["metrics"]))]
     assert wb.summary["metrics/toy_metric"] == results["metrics"]["toy_metric"]["score"]
-    images = [(step, values) for step, values in wb.logged if any(k.startswith("images/") for k in values)]
+    images = by_step(wb.history, "images/traversal")
     assert [step for step, _ in images] == [15, 30]
     assert images[0][1]["images/traversal"].data.ndim == 2  # one channel: (H, W)
-    assert wb.exit_code == 0 and wb.summary["status"] == "complete"
+    assert wb.exit_code == 0 and wb.summary["status"] == "complete" and not wb.dropped
+
+
+def test_wandb_steps_continue_after_a_resume_and_an_evaluate(host_with, monkeypatch):
+    """A run killed at step 17 (checkpoint 10, rows to 15 sent) and resumed logs
+    again from step 15, and a later evaluate logs at step 30: one W&B run, with
+    nothing W&B drops and each training step's row and images once."""
+    from tests.test_training import interrupted_at_draw
+
+    monkeypatch.setitem(sys.modules, "wandb", fake_wandb())
+    host_with("wandb_logger")
+    with interrupted_at_draw(monkeypatch, 17):
+        assert train("run", "wandb") == 130
+    assert main(["train", "--resume", "--out", "run", "--device", "cpu", "--no-progress"]) == 0
+    assert main(["evaluate", "run", "--device", "cpu", "--no-progress"]) == 0
+
+    first, resumed, evaluated = FAKE_RUNS
+    assert first.exit_code == 1 and first.summary is resumed.summary  # one W&B run throughout
+    assert len({wb.id for wb in FAKE_RUNS}) == 1 and resumed.kwargs["resume"] == evaluated.kwargs["resume"] == "allow"
+    assert [wb.dropped for wb in FAKE_RUNS] == [[], [], []]
+    history = evaluated.history
+    rows = read_scalars(Path("run/scalars.jsonl"))
+    assert by_step(history, "recon") == [(r["step"], scalar_tags(r)) for r in rows]  # 5, 10, ..., 30: each once
+    assert [step for step, _ in by_step(history, "images/traversal")] == [15, 30]
+    final = metric_tags(json.loads(Path("run/results.json").read_text())["metrics"])
+    assert by_step(history, "metrics/toy_metric") == [(30, final), (30, final)]  # the run's end, then evaluate
+    assert evaluated.summary["metrics/toy_metric"] == final["metrics/toy_metric"]
+    assert evaluated.exit_code == 0 and evaluated.summary["status"] == "complete"
 
 
 def test_wandb_missing_is_refused_in_one_line(host_with, monkeypatch, capsys):

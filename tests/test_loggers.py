@@ -1,10 +1,14 @@
 """Loggers (issue 16): what a logger receives equals what the run writes; a
 failing logger is reported once and dropped; loggers change nothing in a run;
-the built-in TensorBoard logger, read back from its event files."""
+the built-in TensorBoard logger, read back from its event files. On a shared
+cluster: the hub's queue is bounded and what it drops is recorded; loggers not
+finished at the end are recorded; a later evaluate reaches the run's loggers."""
 
+import io
 import json
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +17,9 @@ import torch
 
 from disbench.cli import main
 from disbench.config import Protocol, fingerprint
+from disbench.loggers import Logger, RunInfo
+from disbench.loggers.hub import LoggerHub
+from disbench.runs import read_results, update_results
 from disbench.training.scalars import read_scalars
 from tests import toy_plugin
 from tests.conftest import TOY_PROTOCOL
@@ -168,6 +175,166 @@ def test_a_slow_logger_does_not_hold_up_training(toy_host):
         toy_plugin.RecordingLogger.log_scalars = original
     assert seen_at_end == [1]
     assert [a[1] for _, _, a in calls(method="log_scalars")] == read_scalars(run_dir / "scalars.jsonl")
+
+
+def test_a_logger_far_behind_loses_the_oldest_rows_counted_in_results(toy_host, monkeypatch, capsys):
+    """With room for 2 queued rows, a logger blocked in its first row (step 5)
+    until training ends gets that row and the last two; the 3 dropped between
+    are counted in results.json and reported once."""
+    from disbench.config import ConfigSources
+    from disbench.loggers import hub
+    from disbench.runner import prepare_new_run, train_and_evaluate
+
+    monkeypatch.setattr(hub, "MAX_QUEUED_ROWS", 2)
+    release = threading.Event()
+    original = toy_plugin.RecordingLogger.log_scalars
+
+    def blocked(self, step, row):
+        original(self, step, row)
+        assert release.wait(30)
+
+    monkeypatch.setattr(toy_plugin.RecordingLogger, "log_scalars", blocked)
+    sources = ConfigSources(protocol=TOY_PROTOCOL, overrides={"Run.loggers": ("toy_recording",)})
+    run_dir = prepare_new_run(Path("run"), sources, "vae")
+    train_and_evaluate(run_dir, device="cpu", resume=False, evaluate=False, progress=False,
+                       on_trained=lambda results: release.set())
+    assert [a[0] for _, _, a in calls(method="log_scalars")] == [5, 25, 30]
+    assert load(run_dir)["logger_dropped"] == {"rows": 3, "images": 0}
+    assert capsys.readouterr().err.count("its loggers are falling behind") == 1
+    assert calls(method="close")[0][2] == ("complete",)
+
+
+class _Registry(dict):
+    def get(self, name):
+        return self[name]
+
+
+def _info(run_dir: Path) -> RunInfo:
+    run_dir.mkdir()
+    update_results(run_dir, status="running")
+    return RunInfo(run_dir=run_dir, model="vae", seed=0, fingerprint="f", steps=100)
+
+
+def test_the_queue_drops_the_oldest_rows_and_images_never_metrics_or_close(tmp_path):
+    """A logger busy with its config while 7 rows, 3 image sets and a metric
+    arrive, with room for 2 rows and 1 image set: the oldest are dropped, the
+    training side never waits; the counts are written at once the first time,
+    then at most every DROPS_RECORD_SECONDS and at the end, added to an
+    earlier process's counts."""
+    busy, release, got = threading.Event(), threading.Event(), []
+
+    class Slow(Logger):
+        def log_config(self, config):
+            got.append(("config",))
+            busy.set()
+            assert release.wait(30)
+
+        def log_scalars(self, step, row):
+            got.append(("row", step))
+
+        def log_metrics(self, step, metrics, *, final):
+            got.append(("metrics", step))
+
+        def log_images(self, step, images):
+            got.append(("images", step))
+
+        def close(self, status):
+            got.append(("close", status))
+
+    stream = io.StringIO()
+    info = _info(tmp_path / "run")
+    update_results(info.run_dir, logger_dropped={"rows": 5, "images": 1})  # from the process before a resume
+    hub = LoggerHub([["slow"]], _Registry(slow=Slow), stream=stream, max_rows=2, max_images=1)
+    try:
+        hub.start(0, info, {"config_gin": ""})
+        assert busy.wait(30)
+        started = time.monotonic()
+        for step in range(10, 70, 10):
+            hub.scalars(0, step, {"step": step})
+        for step in (20, 40, 60):
+            hub.images(0, step, {"traversal": np.zeros((2, 2, 1), np.float32)})
+        hub.metrics(0, 60, {"m": {"score": 1.0}}, final=False)
+        assert time.monotonic() - started < 5  # nothing above waited for the logger
+        assert hub.dropped() == [{"rows": 4, "images": 2}]
+        hub.record_failures()
+        assert read_results(info.run_dir)["logger_dropped"] == {"rows": 9, "images": 3}
+        hub.scalars(0, 70, {"step": 70})  # one more drop: not written yet (less than 30 s since) ...
+        hub.record_failures()
+        assert read_results(info.run_dir)["logger_dropped"] == {"rows": 9, "images": 3}
+    finally:
+        release.set()
+    hub.finish(["complete"])
+    hub.record_failures()  # ... but at the end
+    assert read_results(info.run_dir)["logger_dropped"] == {"rows": 10, "images": 3}
+    assert got == [("config",), ("row", 60), ("images", 60), ("metrics", 60), ("row", 70), ("close", "complete")]
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1 and "its loggers are falling behind" in lines[0] and str(info.run_dir) in lines[0]
+    assert "logger_errors" not in read_results(info.run_dir)
+
+
+def test_loggers_not_finished_in_time_are_named_in_results(tmp_path):
+    """The end waits for the loggers at most its timeout; each logger that has
+    not closed by then is reported and recorded under logger_errors."""
+    release = threading.Event()
+
+    class Stuck(Logger):
+        def log_scalars(self, step, row):
+            assert release.wait(30)
+
+    stream = io.StringIO()
+    info = _info(tmp_path / "run")
+    hub = LoggerHub([["stuck", "quick"]], _Registry(stuck=Stuck, quick=Logger), stream=stream)
+    try:
+        hub.start(0, info, {"config_gin": ""})
+        hub.scalars(0, 10, {"step": 10})
+        hub.scalars(0, 20, {"step": 20})
+        started = time.monotonic()
+        hub.finish(["complete"], timeout=0.5)
+        assert time.monotonic() - started < 5
+        errors = hub.record_failures()[0]["logger_errors"]
+    finally:
+        release.set()
+    assert errors == [
+        "logger 'quick' did not finish within 0.5 s of the end (waiting behind a busy logger, 2 calls still "
+        "queued) and was not waited for; what it had not sent is lost",
+        "logger 'stuck' did not finish within 0.5 s of the end (busy in log_scalars at step 10, 2 calls still "
+        "queued) and was not waited for; what it had not sent is lost"]
+    assert read_results(info.run_dir)["logger_errors"] == errors
+    assert stream.getvalue().count("did not finish") == 2
+
+
+def test_evaluate_sends_its_metrics_to_the_runs_loggers(toy_host, monkeypatch, capsys):
+    """A later evaluate: the run's loggers get the evaluated metrics as final
+    metrics at the run's last step, then close; --no-loggers sends nothing; a
+    logger that fails is reported once and recorded, and the evaluation stands."""
+    assert train("run", "--logger", "toy_recording", "--no-eval") == 0
+    assert "metrics" not in load("run")
+    toy_plugin.RECORDED.clear()
+    assert main(["evaluate", "run", "--device", "cpu", "--no-progress"]) == 0
+    got = calls()
+    assert [m for _, m, _ in got] == ["__init__", "log_metrics", "close"]
+    info = got[0][0]
+    assert info.evaluation and (info.start_step, info.steps, info.model, info.seed) == (30, 30, "vae", 0)
+    assert got[1][2] == (30, load("run")["metrics"], True) and set(load("run")["metrics"]) == {"toy_metric"}
+    assert got[2][2] == ("complete",)
+
+    toy_plugin.RECORDED.clear()
+    assert main(["evaluate", "run", "--device", "cpu", "--no-progress", "--no-loggers"]) == 0
+    assert calls() == []
+
+    def failing(self, step, metrics, *, final):
+        raise ConnectionError("server gone")
+
+    monkeypatch.setattr(toy_plugin.RecordingLogger, "log_metrics", failing)
+    capsys.readouterr()
+    assert main(["evaluate", "run", "--device", "cpu", "--no-progress"]) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if "toy_recording" in line]
+    assert len(err) == 1 and ("failed in log_metrics at step 30 and was dropped (ConnectionError: server gone); "
+                              "the evaluation goes on") in err[0]
+    results = load("run")
+    assert results["status"] == "complete" and results["metrics"]["toy_metric"]
+    assert len(results["logger_errors"]) == 1 and "'toy_recording'" in results["logger_errors"][0]
+    assert not calls(method="close")  # dropped, like in training
 
 
 @pytest.mark.parametrize("logger, message", [

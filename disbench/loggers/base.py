@@ -21,6 +21,7 @@ class RunInfo:
     group_index: int = 0        # this run's place in its fused group ...
     group_size: int = 1         # ... of this many runs (1: not fused)
     group_members: tuple = field(default=())  # the run folders of the group, in order
+    evaluation: bool = False    # True: a later `disbench evaluate` of the finished run (start_step: its last step)
 
     @property
     def name(self) -> str:
@@ -39,7 +40,13 @@ class Logger:
     The constructor runs in the training process before the first step; the
     other methods run, in order, in a background thread. A method that raises
     is reported once (one line on stderr, ``logger_errors`` in results.json) and
-    the logger is dropped; the run goes on.
+    the logger is dropped; the run goes on. A logger that falls far behind
+    loses the oldest queued rows and images (:mod:`disbench.loggers.backlog`).
+
+    A later ``disbench evaluate`` of the finished run creates its loggers again
+    (``run.evaluation`` true, ``run.start_step`` the run's last step) and calls
+    only ``log_metrics(step, metrics, final=True)`` with the metrics it
+    evaluated, then ``close("complete")``.
     """
 
     def __init__(self, run: RunInfo):
@@ -61,7 +68,9 @@ class Logger:
     def log_metrics(self, step: int, metrics: dict, *, final: bool) -> None:
         """Metric results by name (``{"rmig": {"score": ..., "per_factor": {...}}}``):
         during training every ``Protocol.eval_every`` steps, and once at the end
-        (``final=True``) with everything the run's ``results.json`` holds."""
+        (``final=True``) with everything the run's ``results.json`` holds; a later
+        ``disbench evaluate`` sends what it evaluated (``final=True``, at the run's
+        last step: a step the logger may already have)."""
 
     def log_images(self, step: int, images: dict) -> None:
         """Every ``Protocol.image_every`` steps: ``{"reconstructions": ..., "traversal": ...}``,

@@ -9,7 +9,18 @@ for a comparison's runs and grouped by model; its scalars keep disbench's
 names (``recon``, ``kl``, ``beta``, ``kl_per_dim/z0``, ...), metrics are
 ``metrics/NAME`` (and go to the run's summary at the end), images are
 ``images/reconstructions`` and ``images/traversal``. The W&B run id is kept in
-``RUN_DIR/wandb-run-id``, so a resumed run continues the same W&B run.
+``RUN_DIR/wandb-run-id``, so a resumed run (and a later ``disbench evaluate``)
+continues the same W&B run.
+
+Steps. W&B drops a row logged with ``step=`` at or below the largest step the
+run already has, and a resumed disbench run logs again from its checkpoint
+step (and ``evaluate`` logs at the run's last step). So the training step is
+logged as a metric, ``step``, and every other metric is plotted against it
+(``define_metric("*", step_metric="step")``), as W&B advises for steps that
+may repeat; W&B's own step then just counts log calls and never goes back.
+Rows, images and metrics of steps the W&B run already holds (its summary's
+``step``, which W&B restores on resume) are not sent again, so a resumed run
+shows each step once; final metrics always are (``evaluate`` may add new ones).
 ``WandbLogger.mode = 'offline'`` (or ``WANDB_MODE=offline``) logs without a
 network; ``wandb sync`` uploads later. wandb is imported only when a run uses
 this logger.
@@ -26,6 +37,7 @@ from disbench.hookspecs import hookimpl
 from disbench.loggers import Logger, metric_tags, scalar_tags
 
 RUN_ID_FILE = "wandb-run-id"
+STEP = "step"  # the training step, logged as a metric: the x-axis of every other one
 MISSING = "logger 'wandb' needs the wandb package, which is not installed: pip install wandb"
 
 
@@ -58,6 +70,18 @@ class WandbLogger(Logger):
         )
         if run_id is None:
             id_file.write_text(self.wb.id + "\n")
+        self.wb.define_metric(STEP)
+        self.wb.define_metric("*", step_metric=STEP)
+        # The last training step an earlier process logged to this W&B run (W&B
+        # restores the summary on resume); None for a new run. Fixed here: this
+        # process's own steps only grow (rows, metrics and images share a step).
+        self.held = self.wb.summary.get(STEP) if run_id else None
+
+    def _log(self, step: int, values: dict, *, always: bool = False) -> None:
+        """Log ``values`` at training step ``step``, unless an earlier process
+        logged that step already (a resumed run logs again from its checkpoint)."""
+        if always or self.held is None or step > self.held:
+            self.wb.log({STEP: step, **values})
 
     def log_config(self, config: dict) -> None:
         settings = {k: v for k, v in config.items() if k != "config_gin"}
@@ -65,19 +89,19 @@ class WandbLogger(Logger):
         self.wb.summary["config_gin"] = config.get("config_gin", "")
 
     def log_scalars(self, step: int, row: dict) -> None:
-        self.wb.log(scalar_tags(row), step=step)
+        self._log(step, scalar_tags(row))
 
     def log_metrics(self, step: int, metrics: dict, *, final: bool) -> None:
         values = metric_tags(metrics)
-        self.wb.log(values, step=step)
+        self._log(step, values, always=final)
         if final:
             for key, value in values.items():
                 self.wb.summary[key] = value
 
     def log_images(self, step: int, images: dict) -> None:
-        self.wb.log({f"images/{name}": self.wandb.Image(image[..., 0] if image.shape[-1] == 1 else image,
-                                                        caption=f"{name}, step {step}")
-                     for name, image in images.items()}, step=step)
+        self._log(step, {f"images/{name}": self.wandb.Image(image[..., 0] if image.shape[-1] == 1 else image,
+                                                            caption=f"{name}, step {step}")
+                         for name, image in images.items()})
 
     def close(self, status: str) -> None:
         self.wb.summary["status"] = status
