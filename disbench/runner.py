@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import os
+import secrets
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,8 +15,21 @@ from .config import (CHANGEABLE_ON_RESUME, ConfigSources, config_notes, current_
                      parse_saved_config, parse_sources)
 from .errors import DisbenchError
 from .io import atomic_write_text
+from .locks import RunLocked, run_lock
 from .runs import CONFIG_NAME, RESULTS_NAME, load_results, update_results
 from .training.checkpoint import CHECKPOINT_NAME, load_checkpoint
+
+
+@contextmanager
+def sole_writer(run_dir: Path):
+    """Hold ``run_dir``'s lock (:mod:`disbench.locks`) while this process writes the run:
+    a run another process trains or evaluates (a compare, a second shell) is refused in one line."""
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(run_lock(run_dir))
+        except RunLocked as exc:
+            raise DisbenchError(str(exc)) from None
+        yield
 
 
 def run_dir_has_run(run_dir: Path) -> bool:
@@ -60,10 +75,12 @@ def check_output_dir(run_dir: Path) -> None:
 
 
 def make_output_dir(run_dir: Path) -> None:
+    """Make the folder and prove it writable with a probe of a new, random name
+    (``O_EXCL``: a file planted in a shared folder is never opened, let alone written)."""
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".disbench-write-test"
-        probe.write_bytes(b"")
+        probe = run_dir / f".disbench-write-test-{secrets.token_hex(8)}"
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600))
         probe.unlink()
     except OSError as exc:
         raise DisbenchError(f"--out {run_dir}: cannot write there ({exc.strerror or exc})") from None

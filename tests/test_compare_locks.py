@@ -1,6 +1,8 @@
 """Run-directory locks, re-reading a run before it runs, and the backend options (no Ray needed)."""
 
+import json
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -8,7 +10,7 @@ import torch
 
 from disbench.cli import main
 from disbench.compare.execute import execute_unit
-from disbench.compare.locks import RunLocked, holder_of, run_lock
+from disbench.locks import RunLocked, holder_of, run_lock
 from disbench.compare.plan import DONE, RESUME, TRAIN, refresh_job
 from disbench.execution import ExecutionRequest
 from tests.compare_helpers import compare_args, results
@@ -40,10 +42,20 @@ def test_a_run_locked_by_another_driver_is_left_to_it(toy_host, train_calls, cap
         outcome = execute_unit([job], device=torch.device("cpu"), execution=ONE_THREAD, progress=False)[0]
     assert outcome["locked"] and "another process" in outcome["error"] and outcome["status"] == "missing"
     assert train_calls == [] and not Path(job.run_dir).exists()
-    with run_lock(Path(job.run_dir)):
-        assert main(compare_args("out", "--no-figures", models="vae", seeds="1")) == 1
-    assert "being trained by another process" in capsys.readouterr().out
-    assert train_calls == []
+
+    # a compare whose run another process holds waits for it, then does what is left
+    held = run_lock(Path(job.run_dir))
+    held.__enter__()
+    release = threading.Timer(3.0, held.__exit__, (None, None, None))
+    release.start()
+    try:
+        assert main(compare_args("out", "--no-figures", models="vae", seeds="1")) == 0
+    finally:
+        release.join()
+    out = capsys.readouterr().out
+    assert "being trained by another process" in out and "waiting for 1 run(s) that other processes train" in out
+    assert train_calls == [("out/runs/vae/seed1", False)]  # the holder left it untrained: trained once, here
+    assert json.loads(Path("out/compare.json").read_text())["runs"][0]["error"] is None
 
 
 def test_a_job_is_reread_from_disk_before_it_runs(compared_copy, toy_host, train_calls):

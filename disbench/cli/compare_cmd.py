@@ -8,6 +8,7 @@ bad input (nothing is trained).
 from __future__ import annotations
 
 import contextlib
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -161,7 +162,7 @@ def plan_and_execute(args, command: str, grid: dict | None = None, grid_options:
     representations = parse_representations(args.representation) if args.representation is not None else None
     sources = sources_from_args(args)
     if args.backend == "ray":  # a Ray worker's working folder is not the driver's: every path absolute
-        out, sources = out.resolve(), absolute_paths(sources)
+        out, sources = absolute(out), absolute_paths(sources)
     header = {"command": command_line(args, models, command, [x for g in grid_options for x in ("--grid", g)]),
               "kind": command, "models": models, "seeds": seeds, "protocol": args.protocol}
     points = None
@@ -172,9 +173,16 @@ def plan_and_execute(args, command: str, grid: dict | None = None, grid_options:
         check_grid(grid, models, sources)
         # lists of pairs, not objects: compare.json's keys are sorted, the grid's order matters
         header.update(grid=[[name, list(values)] for name, values in grid.items()],
-                      points=[{"name": p.name, "bindings": [list(b) for b in p.bindings]} for p in points])
+                      points=[{"name": p.name, "bindings": [list(b) for b in p.bindings],
+                               **({"label": p.text} if p.text else {})} for p in points])
     plan = plan_runs(out, models, seeds, sources, metrics, args.retry_failed, representations, points)
     return execute_plan(args, out, plan, header)
+
+
+def absolute(path) -> Path:
+    """``path`` made absolute without resolving symbolic links: the driver's links (a home
+    folder linked to /mnt/shared, say) may not exist on the workers, the path they mount may."""
+    return Path(os.path.abspath(Path(path).expanduser()))
 
 
 def absolute_paths(sources):
@@ -183,21 +191,22 @@ def absolute_paths(sources):
 
     protocol = sources.protocol
     if protocol and Path(protocol).is_file():
-        protocol = str(Path(protocol).resolve())
+        protocol = str(absolute(protocol))
     overrides = dict(sources.overrides)
     if overrides.get("Protocol.data_root"):
-        overrides["Protocol.data_root"] = str(Path(overrides["Protocol.data_root"]).expanduser().resolve())
-    return replace(sources, protocol=protocol, gin_files=[str(Path(f).resolve()) for f in sources.gin_files],
+        overrides["Protocol.data_root"] = str(absolute(overrides["Protocol.data_root"]))
+    return replace(sources, protocol=protocol, gin_files=[str(absolute(f)) for f in sources.gin_files],
                    overrides=overrides)
 
 
 def execute_plan(args, out: Path, plan, header: dict) -> int:
     """Run a plan's pending units on the chosen backend, keep OUT/compare.json current,
     then write the tables and figures. Exit status as the module docstring says."""
-    from ..compare.execute import group_units, run_jobs, worker_devices
+    from ..compare.execute import group_units, run_jobs, settled_outcome, worker_devices
     from ..compare.fuse import choose_fuse, parse_fuse
     from ..compare.manifest import run_entry, write_manifest
-    from ..compare.plan import EVALUATE, RESUME, RETRY, SKIP_FAILED, TRAIN
+    from ..locks import wait_for_locks
+    from ..compare.plan import EVALUATE, RESUME, RETRY, SKIP_FAILED, TRAIN, refresh_job
     from ..progress import progress_bar
 
     name = header["kind"]
@@ -243,6 +252,12 @@ def execute_plan(args, out: Path, plan, header: dict) -> int:
                 units, address=args.address, gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run,
                 max_retries=args.max_retries, execution=execution))
         out.mkdir(parents=True, exist_ok=True)
+        shared = None
+        if ray_session is not None:  # every task checks it sees this folder (compare.shared)
+            from ..compare.shared import SharedFolder
+
+            shared = SharedFolder.create(out)
+            stack.callback(shared.remove)
         record()
         print(f"{name}: {len(plan.jobs)} runs in {out}: {', '.join(counts) or 'all complete'}"
               + (f"; in {where}" if todo else ""))
@@ -251,21 +266,38 @@ def execute_plan(args, out: Path, plan, header: dict) -> int:
         bar = progress_bar(total=len(todo), desc=name, unit="run", disable=None if progress is None else not progress)
 
         def on_done(job, outcome) -> None:
+            if job.key not in outcomes:
+                bar.update(1)
             outcomes[job.key] = outcome
-            bar.update(1)
             what = outcome["status"] + (f" — {outcome['error']}" if outcome.get("error") else "")
             bar.write(f"  {job.label} seed {job.seed}: {job.action} -> {what} ({outcome.get('seconds', 0):.1f} s)")
             if outcome.get("traceback"):
                 print(outcome["traceback"], file=sys.stderr)
             record()
 
-        try:
+        def execute(pending_units) -> None:
             if ray_session is not None:
-                ray_session.run(on_done)
-                bar.write(f"  ran on the {ray_session.where}")
-            elif units:
-                run_jobs(units, workers=workers, devices=devices, execution=execution, progress=progress,
+                ray_session.run(pending_units, shared, on_done, on_wait=bar.write)
+            elif pending_units:
+                run_jobs(pending_units, workers=workers, devices=devices, execution=execution, progress=progress,
                          on_done=on_done)
+
+        try:
+            execute(units)
+            # runs another process held (a second driver, a straggler): wait for it, then do what is left
+            held = [job for job in todo if (outcomes.get(job.key) or {}).get("locked")]
+            while held:
+                bar.write(f"  waiting for {len(held)} run(s) that other processes train, to read or finish them")
+                wait_for_locks([Path(job.run_dir) for job in held], on_wait=bar.write)
+                again = [refresh_job(job) for job in held]
+                for job in again:
+                    if not job.todo:
+                        on_done(job, settled_outcome(job))
+                left = [job for job in again if job.todo]
+                execute(group_units(left, group_size))
+                held = [job for job in left if (outcomes.get(job.key) or {}).get("locked")]
+            if ray_session is not None:
+                bar.write(f"  ran on the {ray_session.where}")
         finally:
             bar.close()
             manifest = record()

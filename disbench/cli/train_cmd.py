@@ -10,7 +10,7 @@ from ..builders import resolve_device
 from ..config import ConfigSources, build_protocol, build_run, config_notes, parse_sources
 from ..errors import DisbenchError
 from ..execution import ExecutionRequest, check_threads, default_threads, torch_threads
-from ..runner import prepare_new_run, prepare_resume, train_and_evaluate
+from ..runner import prepare_new_run, prepare_resume, sole_writer, train_and_evaluate
 from ..plugins import get_registry
 from ..runs import RESULTS_NAME, load_results
 from .common import (DATA_ROOT_DEFAULT, add_device_option, add_logger_option, add_progress_option, add_threads_option,
@@ -74,31 +74,46 @@ def run_train(args) -> int:
         if not args.out:
             raise DisbenchError("--resume needs --out RUN_DIR (the run to continue)")
         run_dir = Path(args.out)
-        sources = sources_from_args(args) if _changes_config(args) else None
-        from_step = prepare_resume(run_dir, sources, args.model)  # refuses another configuration first
-        results = load_results(run_dir)
-        if results.get("status") == "complete":
-            print(f"{run_dir} is already complete ({results.get('steps')} steps); nothing to resume")
-            return 0
-        planned = build_protocol().steps
-        print(f"resuming {run_dir} from step {from_step:,} of {planned:,}" if from_step is not None
-              else f"{run_dir} has no checkpoint yet; starting it again from step 0 of {planned:,}", flush=True)
-        resume, evaluate = from_step is not None, (False if args.no_eval else None)
-    else:
-        sources = sources_from_args(args)
-        run_dir = Path(args.out) if args.out else default_run_dir(sources, args)
-        run_dir = prepare_new_run(run_dir, sources, args.model, evaluate=not args.no_eval)
-        resume, evaluate = False, not args.no_eval
+        load_results(run_dir)  # a folder that is not a run is refused before anything is made beside it
+        with sole_writer(run_dir):
+            return _resume(args, run_dir, device, execution, progress)
+    sources = sources_from_args(args)
+    run_dir = Path(args.out) if args.out else default_run_dir(sources, args)
+    run_dir = prepare_new_run(run_dir, sources, args.model, evaluate=not args.no_eval)
+    with sole_writer(run_dir):
+        results = _train(run_dir, device, execution, progress, resume=False, evaluate=not args.no_eval)
+    _report_results(run_dir, results)
+    return 0
 
+
+def _resume(args, run_dir: Path, device, execution, progress) -> int:
+    sources = sources_from_args(args) if _changes_config(args) else None
+    from_step = prepare_resume(run_dir, sources, args.model)  # refuses another configuration first
+    results = load_results(run_dir)
+    if results.get("status") == "complete":
+        print(f"{run_dir} is already complete ({results.get('steps')} steps); nothing to resume")
+        return 0
+    planned = build_protocol().steps
+    print(f"resuming {run_dir} from step {from_step:,} of {planned:,}" if from_step is not None
+          else f"{run_dir} has no checkpoint yet; starting it again from step 0 of {planned:,}", flush=True)
+    results = _train(run_dir, device, execution, progress, resume=from_step is not None,
+                     evaluate=False if args.no_eval else None)
+    _report_results(run_dir, results)
+    return 0
+
+
+def _train(run_dir: Path, device, execution, progress, *, resume: bool, evaluate: bool | None) -> dict:
     for note in config_notes():
         print(f"note: {note}", file=sys.stderr)
     with torch_threads(execution.threads):
-        results = train_and_evaluate(run_dir, device=device, resume=resume, evaluate=evaluate,
-                                     progress=progress, on_trained=_report_training, execution=execution)
+        return train_and_evaluate(run_dir, device=device, resume=resume, evaluate=evaluate,
+                                  progress=progress, on_trained=_report_training, execution=execution)
+
+
+def _report_results(run_dir: Path, results: dict) -> None:
     if results.get("metrics"):
         print("metrics:\n" + format_metrics(results["metrics"]))
     print(f"results: {run_dir / RESULTS_NAME}")
-    return 0
 
 
 def default_run_dir(sources: ConfigSources, args) -> Path:
@@ -111,6 +126,7 @@ def default_run_dir(sources: ConfigSources, args) -> Path:
     get_registry("models").get(model)
     protocol_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(args.protocol).stem).strip("._") if args.protocol else ""
     return Path("runs") / f"{model}-{protocol_name or 'default'}-s{build_run().seed}"
+
 
 def _report_training(results: dict) -> None:
     final = results.get("final", {})

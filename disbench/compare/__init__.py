@@ -16,7 +16,7 @@ A compare directory::
     DIR/compare.json
     DIR/runs/MODEL/seedS/      ordinary run directories (disbench.runs)
     DIR/runs/MODEL/POINT/seedS/  a sweep's (POINT: ki=0.01,stop=14)
-    DIR/runs/MODEL/.seedS.lock   who is training the run (disbench.compare.locks)
+    DIR/runs/MODEL/.seedS.lock   who is training the run (disbench.locks)
     DIR/table.md, DIR/table.csv
     DIR/figures/*.png, *.pdf
 """

@@ -31,41 +31,54 @@ from ..builders import resolve_device
 from ..errors import DisbenchError
 from ..execution import ExecutionRequest, torch_threads
 from ..runs import update_results
-from .locks import RunLocked, run_locks
+from ..locks import RunLocked, run_lock, run_locks
 from .plan import EVALUATE, TRAIN, RunJob, read_status, refresh_job
+from .shared import SharedFolder
 
 
-def execute_job(job: RunJob, *, device, execution: ExecutionRequest, progress: bool | None = None) -> dict:
+def execute_job(job: RunJob, *, device, execution: ExecutionRequest, progress: bool | None = None,
+                shared: SharedFolder | None = None) -> dict:
     """Train/resume/evaluate one run (a unit of one)."""
-    return execute_unit([job], device=device, execution=execution, progress=progress)[0]
+    return execute_unit([job], device=device, execution=execution, progress=progress, shared=shared)[0]
 
 
-def execute_unit(jobs: list[RunJob], *, device, execution: ExecutionRequest,
-                 progress: bool | None = None) -> list[dict]:
+def execute_unit(jobs: list[RunJob], *, device, execution: ExecutionRequest, progress: bool | None = None,
+                 shared: SharedFolder | None = None) -> list[dict]:
     """Evaluate one run, or train/resume a unit of runs as one fused group (see
     :func:`group_units`), with the threads ``execution`` names (restored after).
     Errors are returned, not raised: one unit failing must not stop the others.
     KeyboardInterrupt still stops everything.
 
-    The unit first takes its runs' locks (:mod:`.locks`) and re-reads what each
-    run needs (:func:`refresh_job`): a run another process holds is left to it,
-    one finished meanwhile is not trained again, and a retried attempt resumes
-    from the checkpoint the killed one left."""
+    With ``shared`` (a driver elsewhere), the unit first checks that it sees the
+    driver's output folder (:mod:`.shared`). It then takes its runs' locks
+    (:mod:`.locks`) and re-reads what each run needs (:func:`refresh_job`): a
+    run another process holds is left to it, one finished meanwhile is not
+    trained again, and a retried attempt resumes from the checkpoint the killed
+    one left. Nothing here writes a run's results.json without its lock."""
     try:
+        if shared is not None:
+            shared.check()
         with run_locks([Path(job.run_dir) for job in jobs]), torch_threads(execution.threads):
             refreshed = [refresh_job(job) for job in jobs]
-            by_run = {job.run_dir: _settled_outcome(job) for job in refreshed if not job.todo}
+            by_run = {job.run_dir: settled_outcome(job) for job in refreshed if not job.todo}
             for unit in group_units([job for job in refreshed if job.todo], len(jobs)):
                 by_run.update({job.run_dir: outcome
                                for job, outcome in zip(unit, _run_unit(unit, device, execution, progress))})
             return [by_run[job.run_dir] for job in jobs]
     except RunLocked as exc:
-        return [{"model": job.model, "seed": job.seed, "action": job.action, "error": str(exc), "locked": True,
-                 "status": (read_status(job.run_dir) or {}).get("status", "missing"), "seconds": 0.0}
-                for job in jobs]
+        return unit_outcomes(jobs, str(exc), locked=True)
+    except DisbenchError as exc:  # an unsafe lock file, no locks, a folder the driver does not share
+        return unit_outcomes(jobs, str(exc))
 
 
-def _settled_outcome(job: RunJob) -> dict:
+def unit_outcomes(jobs: list[RunJob], error: str, **extra) -> list[dict]:
+    """The outcome of each run of a unit that stopped before touching its runs."""
+    return [{"model": job.model, "seed": job.seed, "action": job.action, "error": error, **extra,
+             "status": (read_status(job.run_dir) or {}).get("status", "missing"), "seconds": 0.0}
+            for job in jobs]
+
+
+def settled_outcome(job: RunJob) -> dict:
     """The outcome of a run that needed nothing when its turn came."""
     results = read_status(job.run_dir) or {}
     return {"model": job.model, "seed": job.seed, "action": job.action, "status": results.get("status", "missing"),
@@ -82,6 +95,7 @@ def _run_unit(jobs: list[RunJob], device, execution: ExecutionRequest, progress:
     if len(jobs) > 1:
         for outcome in outcomes:
             outcome["fused"] = len(jobs)
+    training = False  # a run is marked failed only for what happened once its training began
     try:
         if jobs[0].action == EVALUATE:
             evaluate_run(run_dirs[0], list(jobs[0].metrics), device=device, progress=progress)
@@ -94,6 +108,7 @@ def _run_unit(jobs: list[RunJob], device, execution: ExecutionRequest, progress:
                         update_results(run_dir, grid_point=dict(job.point.bindings))
                 else:  # resume an interrupted run, or retry a failed one from its last good checkpoint
                     resume = prepare_resume(run_dir, job.sources, job.model) is not None
+            training = True
             train_and_evaluate_group(run_dirs, device=device, resume=resume, metrics=jobs[0].metrics,
                                      progress=progress, execution=execution)
     except DisbenchError as exc:
@@ -104,7 +119,7 @@ def _run_unit(jobs: list[RunJob], device, execution: ExecutionRequest, progress:
             outcome["error"] = f"{type(exc).__name__}: {exc}"
             outcome["traceback"] = traceback.format_exc()
     for run_dir, outcome in zip(run_dirs, outcomes):
-        if outcome["error"]:
+        if outcome["error"] and training:  # a configuration this driver could not resume with is not a failure
             mark_failed(run_dir, outcome["error"])
         results = read_status(run_dir) or {}
         outcome["status"] = results.get("status", "missing")
@@ -133,10 +148,22 @@ def group_units(jobs: list[RunJob], fuse: int) -> list[list[RunJob]]:
 
 def mark_failed(run_dir: Path, error: str) -> None:
     """A run that stopped mid-training is failed (not retried without --retry-failed);
-    a complete run whose evaluation failed stays complete."""
+    a complete run whose evaluation failed stays complete. The caller holds the run's lock."""
     results = read_status(run_dir)
     if results is not None and results.get("status") in ("created", "running"):
         update_results(run_dir, status="failed", error=error)
+
+
+def mark_failed_unless_held(run_dir: Path, error: str) -> bool:
+    """:func:`mark_failed` from a process that does not hold the run's lock (a driver whose
+    task died): under the lock, or not at all when another process holds it (a straggler
+    or another driver still trains the run). Whether it was marked."""
+    try:
+        with run_lock(run_dir):
+            mark_failed(run_dir, error)
+            return True
+    except (RunLocked, DisbenchError):
+        return False
 
 
 # -- devices and workers ------------------------------------------------------

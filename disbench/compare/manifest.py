@@ -17,7 +17,8 @@ COMPARE_NAME = "compare.json"
 
 
 def run_entry(compare_dir: Path, job: RunJob, outcome: dict | None = None) -> dict:
-    """One run's line in compare.json: its planned action and its status on disk now."""
+    """One run's line in compare.json: its planned action, its status on disk now, and the
+    error of its last outcome unless the disk has moved past it."""
     results = read_status(job.run_dir) or {}
     entry = {"model": job.model, **({"point": job.point.name, "label": job.label} if job.point.name else {}),
              "seed": job.seed,
@@ -26,7 +27,9 @@ def run_entry(compare_dir: Path, job: RunJob, outcome: dict | None = None) -> di
              "steps": results.get("steps"), "fingerprint": results.get("protocol_fingerprint"),
              "error": results.get("error") if results.get("status") == "failed" else None}
     if outcome:
-        entry["error"] = outcome.get("error") or entry["error"]
+        # what the disk says wins: a run another process held and finished is complete, not an error
+        left_to_another = outcome.get("locked") and entry["status"] == "complete"
+        entry["error"] = entry["error"] if left_to_another else outcome.get("error") or entry["error"]
         entry.update({k: outcome[k] for k in ("seconds", "worker", "locked") if k in outcome})
     return entry
 
