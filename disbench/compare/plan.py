@@ -30,17 +30,32 @@ def run_dir_for(compare_dir: Path, model: str, seed: int, point: str = "") -> Pa
     return (base / point if point else base) / f"seed{seed}"
 
 
+MAX_FOLDER_BYTES = 255  # a folder name's limit on common file systems
+
+
+def check_folder_name(name, what: str) -> str:
+    """``name`` as one folder name (no separator, not '.' or '..', at most 255 bytes), else DisbenchError."""
+    if (not isinstance(name, str) or name in ("", ".", "..") or any(c in name for c in "/\\\0")
+            or len(name.encode("utf-8", "surrogatepass")) > MAX_FOLDER_BYTES):
+        raise DisbenchError(f"{what} {name!r} cannot be a folder name (one path component of at most "
+                            f"{MAX_FOLDER_BYTES} bytes, no '/')")
+    return name
+
+
 @dataclass(frozen=True)
 class GridPoint:
-    """One point of a sweep's grid: its folder name (``ki=0.01,stop=14``) and its
-    gin bindings (``{'PIBetaScheduler.ki': 0.01, ...}``). A compare has one point, ``NO_POINT``."""
+    """One point of a sweep's grid: its folder name (``ki=0.005,stop=14``), its gin
+    bindings (``{'PIBetaScheduler.ki': 0.005, ...}``) and its label in the tables
+    (the full values, where the folder name shortens long ones). A compare has one
+    point, ``NO_POINT``."""
 
     name: str = ""
     bindings: tuple = ()  # ((binding, value), ...) in the order of the --grid options
+    text: str = ""        # the label, when it is not the folder name's
 
     @property
     def label(self) -> str:
-        return self.name.replace(",", ", ")
+        return self.text or self.name.replace(",", ", ")
 
 
 NO_POINT = GridPoint()

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from ..errors import DisbenchError
 from .aggregate import Comparison, aggregate, discover
-from .manifest import read_manifest
-from .plan import GridPoint
+from ..registry import check_name
+from .manifest import COMPARE_NAME, read_manifest
+from .plan import GridPoint, check_folder_name
 from .tables import write_tables
 
 FIGURES_FOLDER = "figures"
@@ -32,11 +33,26 @@ def load_comparison(compare_dir: Path, same_execution: bool = False):
         models, seeds = discover(compare_dir)
     if not models:
         raise DisbenchError(f"{compare_dir} is not a compare directory (no compare.json, no runs/MODEL/seedS folders)")
-    points = [GridPoint(p["name"], tuple((name, value) for name, value in p["bindings"]))
+    check_listed(compare_dir, models, seeds)
+    points = [GridPoint(check_folder_name(p.get("name"), f"{compare_dir / COMPARE_NAME}: grid point"),
+                        tuple((name, value) for name, value in p["bindings"]), p.get("label") or "")
               for p in manifest.get("points") or ()]
     grid = {name: values for name, values in manifest.get("grid") or ()}
     return aggregate(compare_dir, models, seeds, metric_order=manifest.get("metrics") or (), points=points or None,
                      grid=grid, same_execution=same_execution), manifest
+
+
+def check_listed(compare_dir: Path, models, seeds) -> None:
+    """The models and seeds a compare.json lists become paths: each must be a safe name."""
+    where = Path(compare_dir) / COMPARE_NAME
+    for model in models:
+        try:
+            check_name("model", model)
+        except DisbenchError as exc:
+            raise DisbenchError(f"{where}: {exc}") from None
+    for seed in seeds:
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise DisbenchError(f"{where}: seed {seed!r} is not a non-negative integer")
 
 
 def write_compare_report(compare_dir: Path, out_dir: Path | None = None, *, figures: bool = True,

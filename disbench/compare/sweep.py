@@ -25,6 +25,7 @@ before anything starts, each with the reason:
 from __future__ import annotations
 
 import ast
+import hashlib
 import itertools
 import re
 from dataclasses import replace
@@ -80,8 +81,9 @@ def grid_points(grid: dict[str, list]) -> list[GridPoint]:
     names = [short if shorts.count(short) == 1 else name.replace("/", "_") for name, short in zip(grid, shorts)]
     points = []
     for values in itertools.product(*grid.values()):
-        folder = ",".join(f"{n}={_safe(format_value(v))}" for n, v in zip(names, values))
-        points.append(GridPoint(folder, tuple(zip(grid, values))))
+        text = ", ".join(f"{n}={format_value(v)}" for n, v in zip(names, values))
+        folder = folder_name(",".join(f"{n}={_short(format_value(v))}" for n, v in zip(names, values)))
+        points.append(GridPoint(folder, tuple(zip(grid, values)), text if text != folder.replace(",", ", ") else ""))
     seen = {}
     for point in points:
         if point.name in seen:
@@ -92,8 +94,28 @@ def grid_points(grid: dict[str, list]) -> list[GridPoint]:
     return points
 
 
+MAX_VALUE_CHARS = 24    # a value longer than this is shortened in folder names
+MAX_POINT_CHARS = 120   # and a whole point's folder name longer than this, too
+
+
 def _safe(text: str) -> str:
     return re.sub(r"[^\w.+\-]", "_", text)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def _short(value: str) -> str:
+    """A value as it appears in a folder name: made safe, and a long one cut to a
+    stable prefix + digest of the whole (the full value stays in config.gin and the tables)."""
+    safe = _safe(value)
+    return safe if len(safe) <= MAX_VALUE_CHARS else f"{safe[:12]}~{_digest(value)}"
+
+
+def folder_name(name: str) -> str:
+    """A grid point's folder: its name, or a stable shortened one when it is too long."""
+    return name if len(name) <= MAX_POINT_CHARS else f"{name[:MAX_POINT_CHARS - 12]}~{_digest(name)}"
 
 
 def check_grid(grid: dict[str, list], models: list[str], sources: ConfigSources) -> None:
