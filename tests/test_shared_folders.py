@@ -180,3 +180,31 @@ def test_run_lock_still_excludes_a_second_holder(tmp_path):
             with run_lock(run_dir):
                 pass
     assert holder_of(run_dir).split(" pid ")[1].split()[0] == str(os.getpid())
+
+
+def test_tasks_waiting_a_minute_are_reported_with_what_they_ask(monkeypatch):
+    """The driver's loop, with a stand-in for Ray whose first wait times out."""
+    from types import SimpleNamespace
+
+    from disbench.compare import ray_backend
+
+    job = RunJob("vae", 1, "out/runs/vae/seed1", TRAIN, ConfigSources(protocol=TOY_PROTOCOL))
+    waits = iter([([], ["ref"]), (["ref"], [])])
+
+    class Remote:
+        def options(self, **resources):
+            assert resources["num_cpus"] == 1 and resources["num_gpus"] == 0.5
+            return SimpleNamespace(remote=lambda *args: "ref")
+
+    fake = SimpleNamespace(remote=lambda *a, **k: (lambda fn: Remote()) if not a else Remote(),
+                           wait=lambda refs, num_returns, timeout: next(waits),
+                           available_resources=lambda: {"CPU": 0.0, "GPU": 1.0},
+                           get=lambda ref: [{"status": "complete", "error": None}], cancel=lambda ref, force: None)
+    session = ray_backend.RaySession.__new__(ray_backend.RaySession)
+    session.ray, session.gpus_per_run, session.cpus_per_run, session.max_retries = fake, 0.5, 1.0, 0
+    session.execution = ExecutionRequest(threads=1)
+    lines, done = [], []
+    session.run([[job]], None, lambda j, outcome: done.append(outcome), on_wait=lines.append)
+    assert done == [{"status": "complete", "error": None}]
+    assert len(lines) == 1 and "1 task(s) still running or waiting after" in lines[0]
+    assert "each asks 1 CPU + 0.5 GPU; free on the cluster now: 0 CPU, 1 GPU" in lines[0]
