@@ -100,7 +100,7 @@ class Disbench:
 
     def step(self) -> None:
         self.t += 1
-        self.group.step(self.t)
+        self.group.step()
 
     images_per_step = property(lambda self: self.batch * self.k)
 

@@ -37,7 +37,7 @@ class Stepper:
 
     def step(self) -> None:
         self.t += 1
-        self.group.step(self.t)
+        self.group.step()
 
 
 def bench_model(name: str, device: torch.device, batch: int, steps: int, warmup: int = 5) -> dict:
@@ -49,12 +49,12 @@ def bench_model(name: str, device: torch.device, batch: int, steps: int, warmup:
     step = 0
     for _ in range(warmup):
         step += 1
-        group.step(step)
+        group.step()
     synchronize(device)
     started = time.perf_counter()
     for _ in range(steps):
         step += 1
-        group.step(step)
+        group.step()
     synchronize(device)
     seconds = (time.perf_counter() - started) / steps
     out = {"ms_per_step": round(seconds * 1e3, 3), "images_per_s": round(batch / seconds, 1)}

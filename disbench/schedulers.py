@@ -39,6 +39,11 @@ graph (``Protocol.compile``):
 ``stack_group`` may return None when it cannot batch these members (say,
 different windows); a scheduler without it — a third party's written for one
 run — keeps working: the group steps each member's instance in turn.
+
+A closed-loop scheduler need not write any of this: a subclass of
+:class:`disbench.control.ClosedLoopScheduler` declares its control law (gains,
+state, a step on [K] tensors) and gets ``stack_group``, a capturable group,
+checkpoints and float/tensor KLs from :class:`disbench.control.ClosedLoopGroup`.
 """
 
 from __future__ import annotations

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import gin
+import torch
+
+from disbench.control import ClosedLoopScheduler, setpoint_config
 
 from .arg_checks import real
-from .closed_loop_scheduler import ClosedLoopBetaScheduler
+from .control_laws import check_anti_windup, incremental_pi
 from .setpoints import HybridAnnealing
 
 
 @gin.configurable
-class PIBetaScheduler(ClosedLoopBetaScheduler):
-    """β(t) from the incremental PI law of docs/controllers.md::
+class PIBetaScheduler(ClosedLoopScheduler):
+    """β(t) from the incremental PI law of docs/controllers.md (:func:`incremental_pi`)::
 
         e    = C(t) − y(t)                     y: mean of the last `window` KLs, zero-filled
         dP   = kp · (σ(−e) − σ(−e_prev))
@@ -30,12 +33,15 @@ class PIBetaScheduler(ClosedLoopBetaScheduler):
     always and may wind up far below β_min.
 
     ``beta_prev`` starts at ``beta_init``, ``e_prev`` at 0. ``setpoint``: a set point,
-    a zero-argument factory of one, or a registered name; None means
-    ``HybridAnnealing()``. Defaults: paper appendix A (dSprites β(0) = 150).
+    a zero-argument factory of one, a registered name or a number (a constant C); None
+    means ``HybridAnnealing()``. Defaults: paper appendix A (dSprites β(0) = 150).
     """
 
     name = "pi"
-    GROUP_GAINS = ("kp", "ki", "beta_min", "beta_init")  # may differ between the members of a group
+    gains = ("kp", "ki", "beta_min", "beta_init")  # may differ between the members of a group
+    state = ("beta_prev", "e_prev")
+    logged = {"beta_unclamped": "beta_prev"}
+    default_setpoint = HybridAnnealing
 
     def __init__(self, kp: float = 0.01, ki: float = 0.005, beta_init: float = 150.0,
                  beta_min: float = 0.1, window: int = 5, setpoint=None, anti_windup: str = "latch"):
@@ -46,19 +52,22 @@ class PIBetaScheduler(ClosedLoopBetaScheduler):
         self.beta_init = real(owner, "beta_init", beta_init)
         if self.beta_init < self.beta_min:
             raise ValueError(f"{owner}.beta_init must be >= beta_min ({self.beta_min!r}), got {self.beta_init!r}")
-        super().__init__(window=window, setpoint=setpoint, default_setpoint=HybridAnnealing, anti_windup=anti_windup)
+        self.anti_windup = check_anti_windup(owner, anti_windup)
+        super().__init__(window=window, setpoint=setpoint)
         self.config = {"name": self.name, "kp": self.kp, "ki": self.ki, "beta_init": self.beta_init,
                        "beta_min": self.beta_min, "window": self.window,
-                       "setpoint": self._setpoint_config(), **self._mode_config()}
+                       "setpoint": setpoint_config(self.setpoint), **mode_config(self.anti_windup)}
 
-    def _initial_state(self) -> dict[str, float]:
-        return {"beta_prev": self.beta_init, "e_prev": 0.0}
+    def initial_state(self, gains: dict) -> dict:
+        return {"beta_prev": gains["beta_init"].clone(), "e_prev": torch.zeros_like(gains["beta_init"])}
 
-    def _control(self, e, ops):
-        s = self._vars
-        d_p = self.kp * (ops.sigmoid_neg(e) - ops.sigmoid_neg(s["e_prev"]))
-        freeze = self._freeze_integral(s["beta_prev"] < self.beta_min, e, ops)
-        d_i = -self.ki * e if freeze is None else ops.where(freeze, 0.0, -self.ki * e)
-        beta = s["beta_prev"] + d_p + d_i
-        s["beta_prev"], s["e_prev"] = beta, e
-        return beta
+    def control(self, state: dict, error: torch.Tensor, gains: dict):
+        return incremental_pi(state, error, gains, self.anti_windup)
+
+    def structure(self) -> tuple:
+        return (self.anti_windup,)
+
+
+def mode_config(anti_windup: str) -> dict:
+    """The mode in a config when it is not the default (so earlier runs' configs still match)."""
+    return {} if anti_windup == "latch" else {"anti_windup": anti_windup}

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import gin
+import torch
+
+from disbench.control import ClosedLoopScheduler, setpoint_config
 
 from .arg_checks import real
-from .closed_loop_scheduler import ClosedLoopBetaScheduler
+from .control_laws import check_anti_windup, positional_pi
+from .pi_scheduler import mode_config
 from .setpoints import StepAnnealing
 
 W_PREV_INIT = 1.0  # docs/controllers.md: w_prev starts at 1 (ControlVAE's code), whatever beta_min is
 
 
 @gin.configurable
-class PositionalPIBetaScheduler(ClosedLoopBetaScheduler):
-    """β(t) from the positional PI law of docs/controllers.md::
+class PositionalPIBetaScheduler(ClosedLoopScheduler):
+    """β(t) from the positional PI law of docs/controllers.md (:func:`positional_pi`)::
 
         e     = C(t) − y(t)                    y: mean of the last `window` KLs, zero-filled
         P     = kp · σ(−e) + beta_min
@@ -33,7 +37,10 @@ class PositionalPIBetaScheduler(ClosedLoopBetaScheduler):
     """
 
     name = "positional_pi"
-    GROUP_GAINS = ("kp", "ki", "beta_min")  # may differ between the members of a group
+    gains = ("kp", "ki", "beta_min")  # may differ between the members of a group
+    state = ("integral", "w_prev")
+    logged = {"beta_unclamped": "w_prev", "integral": "integral"}
+    default_setpoint = StepAnnealing
 
     def __init__(self, kp: float = 0.01, ki: float = 0.001, beta_min: float = 1.0,
                  window: int = 1, setpoint=None, anti_windup: str = "latch"):
@@ -41,22 +48,17 @@ class PositionalPIBetaScheduler(ClosedLoopBetaScheduler):
         self.kp = real(owner, "kp", kp, gt=0)
         self.ki = real(owner, "ki", ki, gt=0)
         self.beta_min = real(owner, "beta_min", beta_min, gt=0)
-        super().__init__(window=window, setpoint=setpoint, default_setpoint=StepAnnealing, anti_windup=anti_windup)
+        self.anti_windup = check_anti_windup(owner, anti_windup)
+        super().__init__(window=window, setpoint=setpoint)
         self.config = {"name": self.name, "kp": self.kp, "ki": self.ki, "beta_min": self.beta_min,
-                       "window": self.window, "setpoint": self._setpoint_config(), **self._mode_config()}
+                       "window": self.window, "setpoint": setpoint_config(self.setpoint),
+                       **mode_config(self.anti_windup)}
 
-    def _initial_state(self) -> dict[str, float]:
-        return {"integral": 0.0, "w_prev": W_PREV_INIT}
+    def initial_state(self, gains: dict) -> dict:
+        return {"integral": torch.zeros_like(gains["kp"]), "w_prev": torch.full_like(gains["kp"], W_PREV_INIT)}
 
-    def _control(self, e, ops):
-        s = self._vars
-        p = self.kp * ops.sigmoid_neg(e) + self.beta_min
-        freeze = self._freeze_integral(s["w_prev"] < self.beta_min, e, ops)
-        integral = (s["integral"] - self.ki * e if freeze is None
-                    else ops.where(freeze, s["integral"], s["integral"] - self.ki * e))
-        w = p + integral
-        s["integral"], s["w_prev"] = integral, w
-        return w
+    def control(self, state: dict, error: torch.Tensor, gains: dict):
+        return positional_pi(state, error, gains, self.anti_windup)
 
-    def _extra_scalars(self) -> dict:
-        return {"integral": self._vars["integral"]}
+    def structure(self) -> tuple:
+        return (self.anti_windup,)

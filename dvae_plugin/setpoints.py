@@ -12,7 +12,9 @@ recompiling or synchronising per step. Both perform the same integer arithmetic
 and then the same double-precision operations in the same order, so they agree
 exactly (tests/test_setpoints.py checks every step of the schedules' range).
 A third-party set point without ``value_tensor`` still works: its group
-evaluates ``value(t)`` on the host (see ``ClosedLoopGroup``).
+evaluates ``value(t)`` on the host (see ``disbench.control.ClosedLoopGroup``).
+``ConstantSetpoint`` is the harness's own (``disbench.control``: any closed-loop
+scheduler may be given a number as its set point); it is registered here.
 
 Rounding: the closed forms sum ``start + k·step + r·step/ramp``, which can land
 an ulp away from what exact (decimal) accumulation gives. A value within
@@ -25,6 +27,8 @@ from __future__ import annotations
 
 import gin
 import torch
+
+from disbench.control import ConstantSetpoint  # noqa: F401  (the harness's; registered here as 'constant')
 
 from .arg_checks import integer, real, training_step
 
@@ -136,20 +140,3 @@ class StepAnnealing(_StatelessSetpoint):
         """``value`` of an integer step tensor, computed on its device (float64)."""
         periods = torch.div(t, self.period, rounding_mode="floor").to(torch.float64)
         return _capped_tensor(periods * self.step + self.start, self.stop)
-
-
-@gin.configurable
-class ConstantSetpoint(_StatelessSetpoint):
-    """C(t) = ``value`` for every step (docs/controllers.md)."""
-
-    def __init__(self, value: float):
-        self.constant = real(type(self).__name__, "value", value, ge=0)
-        self.config = {"name": "constant", "value": self.constant}
-
-    def value(self, t: int) -> float:
-        training_step(type(self).__name__, t)
-        return self.constant
-
-    def value_tensor(self, t: torch.Tensor) -> torch.Tensor:
-        """``value`` of an integer step tensor (a fill on its device, float64)."""
-        return torch.full(t.shape, self.constant, dtype=torch.float64, device=t.device)

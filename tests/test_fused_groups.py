@@ -53,7 +53,7 @@ def first_step(models, seeds, images, float64=False):
     models = [copy.deepcopy(m).double() if float64 else copy.deepcopy(m) for m in models]
     with mock.patch.object(torch.Tensor, "float", torch.Tensor.double) if float64 else contextlib.nullcontext():
         group = RunGroup(models, images, list(seeds), Protocol(batch_size=8, latent_dim=4), "cpu")
-        beta, logged = group.step(1)
+        beta, logged = group.step()
     return group, beta, logged
 
 

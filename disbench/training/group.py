@@ -115,12 +115,10 @@ class RunGroup:
         self.noise_generators = [torch.Generator(device=self.device) for _ in seeds]
         for generator, seed in zip(self.noise_generators, seeds):
             generator.manual_seed(int(seed) + NOISE_SEED_OFFSET)
-        self.needs_other_batch = models[0].needs_other_batch()
         self._autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16)
                           if protocol.precision == "bf16" else nullcontext())
-        # The step the losses see, on the device; the host's copy says what it holds.
+        # The step the losses see, on the device (set on resume, advanced by each step).
         self.step_count = torch.zeros((), dtype=torch.int64, device=self.device)
-        self._host_step = 0
         # The arguments of each call, made once: the same tensors every step (each
         # detached alias shares its parameter's storage, which Adam updates in place).
         self._forward_state = self._state()
@@ -176,15 +174,10 @@ class RunGroup:
                             for g in self.noise_generators])
 
     # -- one optimizer step of every member ------------------------------------------
-    def step(self, step: int | None = None) -> tuple[torch.Tensor, dict]:
-        """Forward, β from the [K] detached KLs, loss, backward, Adam; then the
-        auxiliary step. ``step``: the step's number, counted from 1 (default: the
-        one after the last). Returns the [K] βs and the step's [K, ...] scalars
-        (tensors; nothing here waits for the device)."""
-        if step is not None and step != self._host_step + 1:
-            self.step_count.fill_(step - 1)  # a fill from the host: no read back
-            self._host_step = step - 1
-        self._host_step += 1
+    def step(self) -> tuple[torch.Tensor, dict]:
+        """The next step (counted from 1): forward, β from the [K] detached KLs, loss,
+        backward, Adam; then the auxiliary step. Returns the [K] βs and the step's
+        [K, ...] scalars (tensors; nothing here waits for the device)."""
         if not self._static_marked:
             self._mark_static()
         x = self.batches()
@@ -253,8 +246,9 @@ class RunGroup:
             "noise": self.noise_generators[k].get_state(),
         } for k in range(self.size)]
 
-    def load_member_states(self, states: list[dict]) -> None:
-        """Continue from the members' checkpoints (all of one step)."""
+    def load_member_states(self, states: list[dict], step: int) -> None:
+        """Continue from the members' checkpoints (all of ``step``)."""
+        self.step_count.fill_(step)  # a fill from the host: no read back
         with torch.no_grad():
             for n, p in self.params.items():
                 p.copy_(torch.stack([s["model"][n] for s in states]).to(p.device))

@@ -158,9 +158,9 @@ def train_group(run_dirs: list[Path], builts: list[BuiltRun], *, resume: bool = 
         if len(steps) != 1:
             raise DisbenchError(f"the runs of a group must resume from one step; their checkpoints are at "
                                 f"steps {sorted(steps)}: resume them one by one")
-        group.load_member_states(states)
-        set_rng_state(states[0]["rng"])
         step = steps.pop()
+        group.load_member_states(states, step)
+        set_rng_state(states[0]["rng"])
         elapsed_before = float(states[0].get("elapsed_seconds", 0.0))
 
     for m in members:
@@ -212,7 +212,7 @@ def train_group(run_dirs: list[Path], builts: list[BuiltRun], *, resume: bool = 
     try:
         while step < end and alive():
             step += 1
-            beta, logged = group.step(step)
+            beta, logged = group.step()
             accumulator.add(logged)
 
             last = step == end
