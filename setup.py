@@ -3,6 +3,8 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
+VERSION = {}
+exec((HERE / "disbench" / "version.py").read_text(), VERSION)  # one place for the version, read without importing torch
 
 
 def gin_data_files():
@@ -18,7 +20,7 @@ def gin_data_files():
 
 setup(
     name="disbench",
-    version="0.1.0",
+    version=VERSION["__version__"],
     description="A plugin-based, gin-configured benchmark harness for disentangled representation "
                 "learning, with the DynamicVAE plugin.",
     long_description=(HERE / "README.md").read_text() if (HERE / "README.md").exists() else "",

@@ -222,7 +222,7 @@ def synthetic_codes(factors: np.ndarray) -> np.ndarray:
 
 def run_codes(run_dir: Path) -> tuple[np.ndarray, np.ndarray, dict]:
     """The encoder means and log-variances of a trained run's whole dataset, and the encoding's cost."""
-    from disbench.evaluation import load_trained
+    from disbench.trained import load_trained
     from disbench.metrics import Representation
 
     trained = load_trained(run_dir, device="cpu")

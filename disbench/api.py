@@ -4,7 +4,7 @@
 A run folder is data, not code: loading it parses its ``config.gin`` with
 gin imports and includes refused, reads its checkpoint with
 ``weights_only=True`` (nothing is unpickled), and rebuilds the model and
-dataset exactly as ``disbench evaluate`` does (:func:`disbench.evaluation.load_trained`).
+dataset exactly as ``disbench evaluate`` does (:func:`disbench.trained.load_trained`).
 Loading re-parses the run's configuration into gin's global configuration.
 """
 
@@ -16,8 +16,16 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from .builders import resolve_device
+from .compare.report import load_comparison
+from .compare.tables import table_cells
 from .errors import DisbenchError
 from .execution import COLUMNS as EXECUTION_COLUMNS
+from .models.architecture import IMAGE_SIZE
+from .models.traversal import TRAVERSAL_VALUES, traverse
+from .runs import CONFIG_NAME, METRICS_LOG_NAME
+from .trained import load_trained
+from .training.scalars import SCALARS_NAME, read_scalars
 
 DEFAULT_BATCH = 1024  # images encoded or decoded at a time (the evaluation's batch)
 
@@ -27,9 +35,6 @@ class LoadedRun:
     results and logs, with helpers that encode, decode and traverse."""
 
     def __init__(self, trained):
-        from .runs import CONFIG_NAME, METRICS_LOG_NAME
-        from .training.scalars import SCALARS_NAME, read_scalars
-
         self._trained = trained
         self.run_dir: Path = Path(trained.run_dir)
         self.model: torch.nn.Module = trained.model
@@ -119,8 +124,6 @@ class LoadedRun:
         draws) and the other latents at the encoder mean: shape (len(values),
         C, H, W) in [0, 1]; for a list of latents, (len(latents), len(values),
         C, H, W). ``image``: one image, in any form :meth:`encode` takes."""
-        from .figures.traversal import TRAVERSAL_VALUES, traverse
-
         as_numpy, single, x = self._images(image, "traverse")
         if not single and x.shape[0] != 1:
             raise DisbenchError(f"traverse: expected one image, got {x.shape[0]}")
@@ -141,8 +144,6 @@ class LoadedRun:
 
     def _images(self, images, what: str) -> tuple[bool, bool, torch.Tensor]:
         """(numpy given?, one image given?, the images as (N, C, H, W), dtype kept)."""
-        from .models.architecture import IMAGE_SIZE
-
         as_numpy = not isinstance(images, torch.Tensor)
         x = torch.from_numpy(np.ascontiguousarray(images)) if as_numpy else images
         c = int(self.model.num_channels)
@@ -195,9 +196,6 @@ def load_run(path, device="cpu") -> LoadedRun:
     :class:`disbench.errors.DisbenchError`; nothing is unpickled and no gin
     ``import`` line is executed.
     """
-    from .builders import resolve_device
-    from .evaluation import load_trained
-
     chosen = device if isinstance(device, torch.device) else resolve_device(str(device))
     return LoadedRun(load_trained(Path(path), device=chosen))
 
@@ -234,9 +232,6 @@ def load_compare(path, *, as_dataframe: bool = False, same_execution: bool = Fal
     ``.to_pandas()`` on the list) gives a pandas DataFrame. ``same_execution=True``
     refuses a row whose runs were executed differently (as ``--same-execution``).
     """
-    from .compare.report import load_comparison
-    from .compare.tables import table_cells
-
     compare_dir = Path(path)
     if not compare_dir.is_dir():
         raise DisbenchError(f"{compare_dir} is not a directory")

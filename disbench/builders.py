@@ -21,8 +21,9 @@ from .config import Protocol, Run, bindings_of, build_protocol, build_run, confi
 from .data import DatasetInfo, ImageDataset, dataset_info
 from .determinism import configure_determinism
 from .errors import DisbenchError
+from .metrics import metric_base_name
 from .models.architecture import IMAGE_SIZE
-from .plugins import get_registry
+from .registry import get_registry
 
 
 @dataclass
@@ -94,8 +95,6 @@ def check_compile_mode(protocol: Protocol, device=None) -> None:
 
 def metric_classes(names) -> list:
     """The registered class of each metric name (``dci@sampled`` -> dci's)."""
-    from .metrics import metric_base_name
-
     registry = get_registry("metrics")
     return [registry.get(metric_base_name(name)) for name in names]
 

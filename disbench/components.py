@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from .registry import get_registry
+
 
 def resolve_component(value: Any, *, kind: str, default: Callable[[], Any],
                       is_instance: Callable[[Any], bool], owner: str) -> Any:
@@ -27,9 +29,7 @@ def resolve_component(value: Any, *, kind: str, default: Callable[[], Any],
     """
     if value is None:
         resolved = default()
-    elif isinstance(value, str):
-        from .plugins import get_registry  # plugins load only when a name is used
-
+    elif isinstance(value, str):  # the plugins load only when a name is used
         resolved = get_registry(kind).get(value)()
     elif isinstance(value, type):
         resolved = value()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import inspect
 import json
 import os
 import sys
@@ -27,6 +28,7 @@ import gin
 from gin import config_parser
 
 from .errors import DisbenchError
+from .registry import get_registry, plugin_host
 
 # Protocol fields that change how a run is carried out (at most its rounding: its execution,
 # recorded in results.json, see disbench.execution), not what is compared.
@@ -176,11 +178,9 @@ class ConfigSources:
 def parse_sources(sources: ConfigSources, *, model: str | None = None) -> str:
     """Parse a run's configuration into gin's global state; return the model name.
 
-    Plugins must be loaded before this (their configurables must exist).
+    The plugins are loaded first: their configurables must exist.
     """
-    from .plugins import get_host
-
-    get_host()
+    plugin_host()
     files: list[Path] = []
     if sources.protocol:
         files.append(resolve_protocol(sources.protocol))
@@ -219,9 +219,7 @@ def parse_saved_config(path: Path) -> None:
     A run folder is data, not code: a config that imports or includes
     anything is refused (gin would execute the import).
     """
-    from .plugins import get_host
-
-    get_host()
+    plugin_host()  # the plugins' configurables must exist
     gin.clear_config()
     _NOTES.clear()
     _parse_file(path)
@@ -250,8 +248,6 @@ def current_bindings() -> dict[str, str]:
 def default_binding(key: str) -> str | None:
     """repr of the default value of ``'Name.param'``'s parameter (None if unknown):
     binding a parameter to its default configures the same as not binding it."""
-    import inspect
-
     selector, _, param = key.rpartition("/")[2].rpartition(".")
     configurable = gin.config._REGISTRY.get_match(selector)  # gin has no public lookup
     if configurable is None:
@@ -321,10 +317,8 @@ def _parse_text(text: str, where: str) -> None:
 
 def absent_plugins() -> list[str]:
     """Plugins that are installed but not loaded, e.g. ``['dvae (disabled)']``."""
-    from .plugins import get_host
-
     return [f"{p.name} ({'disabled' if p.disabled else 'failed to load'})"
-            for p in get_host().plugins.values() if p.disabled or p.error]
+            for p in plugin_host().plugins.values() if p.disabled or p.error]
 
 
 def _explain(exc: Exception) -> str:
@@ -363,8 +357,6 @@ def build_protocol() -> Protocol:
     protocol = _call_configurable(Protocol)
     absent = absent_plugins()
     if absent:
-        from .plugins import get_registry
-
         registry = get_registry("metrics")
         missing = [m for m in protocol.metrics if m not in registry]
         if missing:

@@ -39,6 +39,8 @@ import numpy as np
 import torch
 
 from .errors import DisbenchError
+from .progress import progress_bar
+from .registry import get_registry
 
 MEAN, SAMPLED = "mean", "sampled"
 REPRESENTATIONS = (MEAN, SAMPLED)
@@ -89,8 +91,6 @@ class Representation:
         return self.encode(indices)[0]
 
     def _encode(self, indices: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        from .progress import progress_bar
-
         mus, logvars = [], []
         chunks = indices.split(self.batch_size)
         for chunk in progress_bar(chunks, desc="encode", disable=not self.progress, unit="batch"):
@@ -224,8 +224,6 @@ def resolve_metrics(names: Iterable[str]) -> list[tuple[str, str, str, type]]:
     """(name, base name, representation, class) of each metric name; an unknown
     metric, an unknown representation, or a representation the metric does not
     declare is a one-line error, before any work is done."""
-    from .plugins import get_registry
-
     registry = get_registry("metrics")
     resolved = []
     for name in names:

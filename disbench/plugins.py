@@ -23,8 +23,9 @@ from typing import Any
 
 import pluggy
 
-from . import __version__, hookspecs
-from .registry import Registry
+import disbench.hookspecs as hookspecs  # the module: pluggy reads the hook specifications from it
+from .registry import Registry, get_registry  # noqa: F401  (get_registry: plugins and scripts import it from here)
+from .version import __version__
 
 ENTRY_POINT_GROUP = "disbench"
 DISABLE_ENV = "DISBENCH_DISABLE_PLUGINS"
@@ -227,7 +228,3 @@ def set_host(host: PluginHost | None) -> None:
     """Replace the process-wide host (tests use this to load test plugins)."""
     global _HOST
     _HOST = host
-
-
-def get_registry(kind: str) -> Registry:
-    return get_host().registry(kind)

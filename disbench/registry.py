@@ -1,4 +1,7 @@
-"""Name -> object registries that plugins fill through their hooks."""
+"""Name -> object registries that plugins fill through their hooks, and the one
+way the rest of the harness reaches them: :func:`get_registry` (and
+:func:`plugin_host`, for what the plugins themselves are), which load the
+plugins the first time any registry is asked for."""
 
 from __future__ import annotations
 
@@ -101,3 +104,15 @@ class Registry:
 
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}, {self.names()})"
+
+
+def plugin_host():
+    """The process-wide :class:`disbench.plugins.PluginHost`, its plugins loaded on first use."""
+    from .plugins import get_host  # upward import: loads the plugins, whose hooks fill the registries
+
+    return get_host()
+
+
+def get_registry(kind: str) -> Registry:
+    """The registry of ``kind`` (``'models'``, ``'metrics'``, ...), filled by the loaded plugins."""
+    return plugin_host().registry(kind)

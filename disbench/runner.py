@@ -11,13 +11,18 @@ from pathlib import Path
 
 import gin
 
-from .config import (CHANGEABLE_ON_RESUME, ConfigSources, config_notes, current_bindings, default_binding,
+from .analysis import analyse_run
+from .builders import build_configured_run, check_run_config
+from .config import (CHANGEABLE_ON_RESUME, ConfigSources, build_run, config_notes, current_bindings, default_binding,
                      parse_saved_config, parse_sources)
-from .errors import DisbenchError
+from .errors import DisbenchError, TrainingDiverged
 from .io import atomic_write_text
 from .locks import RunLocked, run_lock
-from .runs import CONFIG_NAME, RESULTS_NAME, load_results, update_results
+from .loggers.hub import LoggerHub, check_loggers
+from .runs import CONFIG_NAME, RESULTS_NAME, load_results, read_results, update_results
+from .trained import evaluate_built
 from .training.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from .training.loop import train_group
 
 
 @contextmanager
@@ -44,8 +49,6 @@ def prepare_new_run(run_dir: Path, sources: ConfigSources, model: str | None, *,
     the folder is created (see :func:`disbench.builders.check_run_config`), so
     a refused configuration leaves nothing behind.
     """
-    from .builders import check_run_config
-
     parse_sources(sources, model=model)
     run_dir = Path(run_dir)
     check_output_dir(run_dir)
@@ -104,9 +107,6 @@ def prepare_resume(run_dir: Path, sources: ConfigSources | None = None, model: s
 
 def check_configured_loggers() -> None:
     """The configured ``Run.loggers`` exist and can work here (before anything starts)."""
-    from .config import build_run
-    from .loggers.hub import check_loggers
-
     check_loggers(build_run().loggers)
 
 
@@ -150,8 +150,6 @@ def train_and_evaluate(run_dir: Path, *, device, resume: bool, evaluate: bool | 
     """Train the configured run (resuming if asked), then evaluate its metrics
     on the model and data already in memory: a group of one (see
     :func:`train_and_evaluate_group`). A failed run raises TrainingDiverged."""
-    from .errors import TrainingDiverged
-
     results = train_and_evaluate_group([run_dir], device=device, resume=resume, evaluate=evaluate,
                                        metrics=metrics, progress=progress, on_trained=on_trained,
                                        parsed=True, execution=execution)[0]
@@ -174,11 +172,6 @@ def train_and_evaluate_group(run_dirs: list[Path], *, device, resume: bool, eval
     (a :class:`disbench.execution.ExecutionRequest`) is recorded with each run;
     the caller sets the threads it names.
     """
-    from .builders import build_configured_run
-    from .loggers.hub import LoggerHub
-    from .runs import read_results
-    from .training.loop import train_group
-
     run_dirs = [Path(d) for d in run_dirs]
     builts, dataset = [], None
     for run_dir in run_dirs:
@@ -212,9 +205,6 @@ def train_and_evaluate_group(run_dirs: list[Path], *, device, resume: bool, eval
 def _evaluate_members(run_dirs, builts, results, metrics, progress, on_trained, hub) -> list[dict]:
     """Evaluate each complete member (see :func:`train_and_evaluate_group`); its
     loggers get the metrics its results.json then holds."""
-    from .analysis import analyse_run
-    from .evaluation import evaluate_built
-
     out = []
     for k, (run_dir, built, result) in enumerate(zip(run_dirs, builts, results)):
         if result.get("status") != "complete":

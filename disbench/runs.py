@@ -16,8 +16,13 @@ import platform
 import subprocess
 from pathlib import Path
 
+import numpy
+import torch
+
 from .errors import DisbenchError
 from .io import atomic_write_json, read_json
+from .registry import plugin_host
+from .version import __version__
 
 CONFIG_NAME = "config.gin"
 OPERATIVE_CONFIG_NAME = "operative_config.gin"
@@ -99,19 +104,13 @@ def checkout_revision(root: Path) -> dict | None:
 def environment() -> dict:
     """Versions and machine facts recorded with every result (how the run was
     executed, the command included, is its ``execution``: :mod:`disbench.execution`)."""
-    import numpy
-    import torch
-
-    from . import __version__
-    from .plugins import get_host
-
     env = {
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": numpy.__version__,
         "disbench": __version__,
         "platform": platform.platform(),
-        "plugins": {p.name: p.version for p in get_host().plugins.values() if not p.error and not p.disabled},
+        "plugins": {p.name: p.version for p in plugin_host().plugins.values() if not p.error and not p.disabled},
     }
     source = source_revision()
     if source:

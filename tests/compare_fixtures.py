@@ -34,10 +34,10 @@ def compared_copy(compared, tmp_path):
 
 @pytest.fixture
 def train_calls(monkeypatch):
-    """Spy on the training loop: records (run dir, resume) of every call."""
-    import disbench.training.loop as loop
+    """Spy on the training loop, where the runner calls it: records (run dir, resume) of every call."""
+    import disbench.runner as runner
 
-    calls, real = [], loop.train_group
+    calls, real = [], runner.train_group
 
     def spy(run_dirs, builts, **kwargs):
         for run_dir in run_dirs:
@@ -45,19 +45,19 @@ def train_calls(monkeypatch):
                           else Path(run_dir).as_posix(), kwargs["resume"]))
         return real(run_dirs, builts, **kwargs)
 
-    monkeypatch.setattr(loop, "train_group", spy)
+    monkeypatch.setattr(runner, "train_group", spy)
     return calls
 
 
 @pytest.fixture
 def evaluate_calls(monkeypatch):
-    import disbench.evaluation as evaluation
+    import disbench.compare.execute as execute
 
-    calls, real = [], evaluation.evaluate_run
+    calls, real = [], execute.evaluate_run
 
     def spy(run_dir, metric_names=None, **kwargs):
         calls.append((Path(run_dir).name, list(metric_names or [])))
         return real(run_dir, metric_names, **kwargs)
 
-    monkeypatch.setattr(evaluation, "evaluate_run", spy)
+    monkeypatch.setattr(execute, "evaluate_run", spy)
     return calls

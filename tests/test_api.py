@@ -48,7 +48,7 @@ def test_encodings_equal_the_ones_evaluate_used(toy_host):
     """run.encode gives exactly the (μ, log σ²) the evaluation encodes (its
     Representation, as evaluate_model builds it), and the run's metric scored on
     run.encode's codes is the score in results.json."""
-    from disbench.evaluation import load_trained
+    from disbench.trained import load_trained
     from disbench.metrics import Representation
 
     train("run")
@@ -86,7 +86,7 @@ def test_encodings_equal_the_ones_evaluate_used(toy_host):
 
 
 def test_decode_and_traverse(toy_host):
-    from disbench.figures.traversal import traverse
+    from disbench.models.traversal import traverse
 
     train("run", "--no-eval")
     run = disbench.load_run("run")

@@ -9,9 +9,11 @@ import csv
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,7 +27,7 @@ ray = pytest.importorskip("ray", reason="the 'ray' extra is not installed (.ci/r
 TOY = str(Path(__file__).parent / "gin" / "toy.gin")
 CLUSTER = """
 import sys, time, ray
-ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
+ray.init(address="local", num_cpus=2, include_dashboard=False, configure_logging=False)
 open(sys.argv[1] + ".tmp", "w").write(ray.get_runtime_context().gcs_address)
 import os; os.replace(sys.argv[1] + ".tmp", sys.argv[1])
 while True:
@@ -34,9 +36,14 @@ while True:
 
 
 def test_without_an_address_the_driver_starts_and_stops_its_own_ray(tmp_path):
-    """Runs before the module's cluster exists: nothing to connect to by accident."""
+    """Runs before the module's cluster exists; a stale pointer left by an old `ray start`
+    (which Ray's own default would follow) must not capture it."""
     env = _toy_entry_point(tmp_path)
-    env.update(RAY_USAGE_STATS_ENABLED="0")
+    env.pop("RAY_ADDRESS", None)
+    ray_tmp = Path(tempfile.mkdtemp(prefix="r", dir="/tmp"))  # short: Ray's socket paths live under it
+    (ray_tmp / "ray").mkdir()
+    (ray_tmp / "ray/ray_current_cluster").write_text("127.0.0.1:9")  # long gone
+    env.update(RAY_USAGE_STATS_ENABLED="0", RAY_TMPDIR=str(ray_tmp))
     Path("toy.gin").write_text(Path(TOY).read_text())  # relative --out and gin file: found by the workers too
     relative = [a if a != TOY else "toy.gin" for a in compare_cmd("out", models="vae")]
     done = disbench(env, *relative, "--backend", "ray", "--cpus-per-run", "2")
@@ -46,6 +53,7 @@ def test_without_an_address_the_driver_starts_and_stops_its_own_ray(tmp_path):
     too_big = disbench(env, *compare_cmd(tmp_path / "big", models="vae"), "--backend", "ray", "--cpus-per-run", "64")
     assert too_big.returncode == 2 and "--cpus-per-run: a task needs 64 CPU and 0 GPU on one node" in too_big.stderr
     assert not (tmp_path / "big").exists()  # refused before the folder was made
+    shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -140,8 +148,10 @@ LONG_RUN = ("--steps", "400", "--gin_param", "Protocol.checkpoint_every = 20", "
 def uninterrupted(cluster, tmp_path_factory):
     """The long toy run trained on Ray without interruption: what a killed one must end as."""
     out = tmp_path_factory.mktemp("whole") / "whole"
-    whole = disbench(cluster[1], *compare_cmd(out, *LONG_RUN, models="vae"), *on_ray(cluster))
+    named_by_env = {**cluster[1], "RAY_ADDRESS": cluster[0]}  # as on a Ray job's node: no --address
+    whole = disbench(named_by_env, *compare_cmd(out, *LONG_RUN, models="vae"), "--backend", "ray")
     assert whole.returncode == 0, whole.stderr
+    assert f"ran on the Ray cluster at {cluster[0]}" in whole.stdout
     return out
 
 

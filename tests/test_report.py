@@ -9,7 +9,7 @@ import torch
 
 from disbench.cli import main
 from disbench.figures.curves import band
-from disbench.figures.traversal import TRAVERSAL_VALUES, latent_order, traverse
+from disbench.models.traversal import TRAVERSAL_VALUES, latent_order, traverse
 from tests.conftest import TOY_PROTOCOL
 from tests.compare_helpers import FIGURES
 
@@ -96,7 +96,7 @@ def test_band_is_mean_and_sample_std_over_runs_at_shared_steps():
 
 
 def test_traversal_rows_follow_kl_and_vary_one_latent(compared_copy, toy_host):
-    from disbench.evaluation import load_trained
+    from disbench.trained import load_trained
 
     assert latent_order([0.1, 2.0, 0.5, 2.0]) == [1, 3, 2, 0]
     trained = load_trained(compared_copy / "runs" / "vae" / "seed1")

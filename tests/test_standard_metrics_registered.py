@@ -236,9 +236,9 @@ def test_evaluate_writes_every_metric_on_both_representations(toy_run, capsys):
 
 
 def test_evaluate_refuses_a_metric_without_a_sampled_form_before_building_anything(toy_run, capsys, monkeypatch):
-    import disbench.evaluation as evaluation
+    import disbench.trained as trained
 
-    monkeypatch.setattr(evaluation, "load_trained", lambda *a, **k: pytest.fail("built the run"))
+    monkeypatch.setattr(trained, "load_trained", lambda *a, **k: pytest.fail("built the run"))
     assert main(["evaluate", str(toy_run), "--metrics", "toy_metric", "--representation", "sampled",
                  "--device", "cpu"]) == 2
     assert "metric 'toy_metric' has no sampled form" in capsys.readouterr().err

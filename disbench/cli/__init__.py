@@ -8,19 +8,18 @@ plugins add theirs through the ``register_commands`` hook. User errors
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
-from .. import __version__
 from ..errors import DisbenchError
+from ..execution import command_line
+from ..plugins import get_host
+from ..version import __version__
 
 BUILTIN_COMMANDS = ("train", "evaluate", "compare", "sweep", "report", "verify", "plugins", "data")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    import importlib
-
-    from ..plugins import get_host
-
     parser = argparse.ArgumentParser(
         prog="disbench",
         description="Train, evaluate and compare disentangled representation learners under one protocol.",
@@ -36,8 +35,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..execution import command_line
-
     parser = build_parser()
     args = parser.parse_args(argv)
     args.command_line = command_line(sys.argv[1:] if argv is None else argv)  # recorded with each run

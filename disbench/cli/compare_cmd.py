@@ -11,12 +11,25 @@ import contextlib
 import os
 import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
 
-from ..compare.ray_backend import DEFAULT_CPUS_PER_RUN, DEFAULT_MAX_RETRIES
+from ..compare.execute import group_units, run_jobs, settled_outcome, worker_devices
+from ..compare.fuse import choose_fuse, parse_fuse
+from ..compare.manifest import run_entry, write_manifest
+from ..compare.plan import (EVALUATE, RESUME, RETRY, SKIP_FAILED, TRAIN, parse_models, parse_seeds, plan_runs,
+                            refresh_job)
+from ..compare.ray_backend import (DEFAULT_CPUS_PER_RUN, DEFAULT_MAX_RETRIES, RaySession, check_ray_options,
+                                   import_ray)
+from ..compare.report import write_compare_report
+from ..compare.shared import SharedFolder
+from ..compare.sweep import check_grid, grid_points
 from ..config import config_notes
 from ..errors import DisbenchError
 from ..execution import ExecutionRequest, check_threads, default_threads
+from ..locks import wait_for_locks
+from ..metrics import parse_representations
+from ..progress import progress_bar
 from ..runner import check_configured_loggers, check_output_dir
 from .common import add_progress_option, add_same_execution_option, add_threads_option, option_list
 from .train_cmd import add_config_options, sources_from_args
@@ -67,8 +80,9 @@ def add_execution_options(p) -> None:
     ray.add_argument("--backend", choices=("local", "ray"), default="local",
                      help="local: this process or --jobs worker processes (default); ray: one Ray task per run "
                           "or fused group, on the cluster at --address (needs the 'ray' extra)")
-    ray.add_argument("--address", help="--backend ray: the cluster, 'auto' or HOST:PORT (default: start a local "
-                                       "Ray instance); --out must be on storage every node sees")
+    ray.add_argument("--address", help="--backend ray: the cluster, 'auto' (the last `ray start` here) or "
+                                       "HOST:PORT (default: $RAY_ADDRESS if set, else a fresh local Ray "
+                                       "instance); --out must be on storage every node sees")
     ray.add_argument("--gpus-per-run", type=float, default=0.0,
                      help="--backend ray: GPUs per run, fractions share a GPU (default 0: train on CPUs)")
     ray.add_argument("--cpus-per-run", type=float, default=DEFAULT_CPUS_PER_RUN,
@@ -114,8 +128,6 @@ def check_execution_options(args) -> None:
     if args.threads is not None:
         check_threads(args.threads)
     if args.backend == "ray":
-        from ..compare.ray_backend import check_ray_options, import_ray
-
         if args.jobs != 1:
             raise DisbenchError("--jobs is for --backend local: Ray runs as many tasks at once as the cluster's "
                                 "resources allow (--cpus-per-run, --gpus-per-run)")
@@ -148,10 +160,6 @@ def run_compare(args) -> int:
 
 def plan_and_execute(args, command: str, grid: dict | None = None, grid_options: list[str] = ()) -> int:
     """Check the options, plan every (model, grid point, seed) and execute the plan."""
-    from ..compare.fuse import parse_fuse
-    from ..compare.plan import parse_models, parse_seeds, plan_runs
-    from ..metrics import parse_representations
-
     check_execution_options(args)
     parse_fuse(args.fuse)
     seeds = parse_seeds(args.seeds)
@@ -167,8 +175,6 @@ def plan_and_execute(args, command: str, grid: dict | None = None, grid_options:
               "kind": command, "models": models, "seeds": seeds, "protocol": args.protocol}
     points = None
     if grid is not None:
-        from ..compare.sweep import check_grid, grid_points
-
         points = grid_points(grid)
         check_grid(grid, models, sources)
         # lists of pairs, not objects: compare.json's keys are sorted, the grid's order matters
@@ -187,8 +193,6 @@ def absolute(path) -> Path:
 
 def absolute_paths(sources):
     """``sources`` with its gin files, a protocol given as a file, and --data-root made absolute."""
-    from dataclasses import replace
-
     protocol = sources.protocol
     if protocol and Path(protocol).is_file():
         protocol = str(absolute(protocol))
@@ -202,13 +206,6 @@ def absolute_paths(sources):
 def execute_plan(args, out: Path, plan, header: dict) -> int:
     """Run a plan's pending units on the chosen backend, keep OUT/compare.json current,
     then write the tables and figures. Exit status as the module docstring says."""
-    from ..compare.execute import group_units, run_jobs, settled_outcome, worker_devices
-    from ..compare.fuse import choose_fuse, parse_fuse
-    from ..compare.manifest import run_entry, write_manifest
-    from ..locks import wait_for_locks
-    from ..compare.plan import EVALUATE, RESUME, RETRY, SKIP_FAILED, TRAIN, refresh_job
-    from ..progress import progress_bar
-
     name = header["kind"]
     fuse = parse_fuse(args.fuse)
     check_configured_loggers()  # the loggers the plan's configuration names (--logger, Run.loggers)
@@ -246,16 +243,12 @@ def execute_plan(args, out: Path, plan, header: dict) -> int:
     with contextlib.ExitStack() as stack:
         ray_session = None
         if on_ray and units:  # connect and check the cluster first: a refusal leaves nothing behind
-            from ..compare.ray_backend import RaySession
-
             ray_session = stack.enter_context(RaySession(
                 units, address=args.address, gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run,
                 max_retries=args.max_retries, execution=execution))
         out.mkdir(parents=True, exist_ok=True)
         shared = None
         if ray_session is not None:  # every task checks it sees this folder (compare.shared)
-            from ..compare.shared import SharedFolder
-
             shared = SharedFolder.create(out)
             stack.callback(shared.remove)
         record()
@@ -305,8 +298,6 @@ def execute_plan(args, out: Path, plan, header: dict) -> int:
 
 
 def _report(args, name, out, plan, manifest, figure_device, progress) -> int:
-    from ..compare.report import write_compare_report
-
     report = write_compare_report(out, figures=not args.no_figures, device=figure_device, progress=progress,
                                   same_execution=args.same_execution)
     print((out / "table.md").read_text())

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..data.preview import draw_preview
 from ..errors import DisbenchError
-from ..plugins import get_registry
+from ..registry import get_registry
 from .common import DATA_ROOT_DEFAULT
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..builders import resolve_device
+from ..metrics import parse_representations
 from ..runner import sole_writer
 from ..runs import RESULTS_NAME, load_results
+from ..trained import evaluate_run
 from .common import add_device_option, add_progress_option, format_metrics, option_list
 
 
@@ -28,9 +30,6 @@ def add_parser(subparsers) -> None:
 
 
 def run_evaluate(args) -> int:
-    from ..evaluation import evaluate_run
-    from ..metrics import parse_representations
-
     metrics = option_list(args.metrics, "--metrics", "metric names")
     representations = parse_representations(args.representation) if args.representation is not None else None
     load_results(Path(args.run_dir))  # a folder that is not a run is refused before anything is made beside it

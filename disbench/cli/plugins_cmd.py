@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from ..plugins import get_host
+from . import build_parser
 
 
 def add_parser(subparsers) -> None:
@@ -17,8 +18,6 @@ def add_parser(subparsers) -> None:
 def run_plugins(args) -> int:
     host = get_host()
     if not host.commands_registered:  # run outside `disbench`'s own parser: build it to learn plugin commands
-        from . import build_parser
-
         build_parser()
     if args.json:
         print(json.dumps(host.as_json(), indent=2))

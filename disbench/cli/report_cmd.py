@@ -5,8 +5,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ..builders import resolve_device
+from ..compare.manifest import COMPARE_NAME
+from ..compare.plan import RUNS_FOLDER
+from ..compare.report import FIGURES_FOLDER, write_compare_report
 from ..errors import DisbenchError
-from ..runs import RESULTS_NAME
+from ..figures import draw_figures
+from ..runs import RESULTS_NAME, load_results
 from .common import add_device_option, add_progress_option, add_same_execution_option
 
 
@@ -26,13 +31,6 @@ def add_parser(subparsers) -> None:
 
 
 def run_report(args) -> int:
-    from ..builders import resolve_device
-    from ..compare.manifest import COMPARE_NAME
-    from ..compare.plan import RUNS_FOLDER
-    from ..compare.report import FIGURES_FOLDER, write_compare_report
-    from ..figures import draw_figures
-    from ..runs import load_results
-
     path = Path(args.path)
     out = Path(args.out) if args.out else path
     device = resolve_device(args.device)

@@ -7,6 +7,7 @@ evaluated, 1 when some run failed or did not finish, 2 for bad input
 
 from __future__ import annotations
 
+from ..compare.sweep import parse_grid
 from .compare_cmd import add_execution_options, add_grid_options, plan_and_execute
 
 
@@ -28,7 +29,5 @@ def add_parser(subparsers) -> None:
 
 
 def run_sweep(args) -> int:
-    from ..compare.sweep import parse_grid
-
     grid = parse_grid(args.grid)
     return plan_and_execute(args, "sweep", grid, args.grid)

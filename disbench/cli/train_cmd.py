@@ -10,8 +10,8 @@ from ..builders import resolve_device
 from ..config import ConfigSources, build_protocol, build_run, config_notes, parse_sources
 from ..errors import DisbenchError
 from ..execution import ExecutionRequest, check_threads, default_threads, torch_threads
+from ..registry import get_registry
 from ..runner import prepare_new_run, prepare_resume, sole_writer, train_and_evaluate
-from ..plugins import get_registry
 from ..runs import RESULTS_NAME, load_results
 from .common import (DATA_ROOT_DEFAULT, add_device_option, add_logger_option, add_progress_option, add_threads_option,
                      format_metrics)

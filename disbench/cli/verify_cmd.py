@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..execution import check_threads
+from ..verify import verify_run
 from .common import add_progress_option
 
 
@@ -34,8 +35,6 @@ def add_parser(subparsers) -> None:
 
 
 def run_verify(args) -> int:
-    from ..verify import verify_run
-
     threads = check_threads(args.threads) if args.threads is not None else None
     verification = verify_run(Path(args.run_dir), steps=args.steps, threads=threads, device=args.device,
                               progress=False if args.no_progress else None)

@@ -20,9 +20,12 @@ In-process (``--jobs 1``) runs use the first device of the list.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import time
 import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import torch
@@ -30,8 +33,11 @@ import torch
 from ..builders import resolve_device
 from ..errors import DisbenchError
 from ..execution import ExecutionRequest, torch_threads
-from ..runs import update_results
 from ..locks import RunLocked, run_lock, run_locks
+from ..registry import plugin_host
+from ..runner import prepare_new_run, prepare_resume, train_and_evaluate_group
+from ..runs import update_results
+from ..trained import evaluate_run
 from .plan import EVALUATE, TRAIN, RunJob, read_status, refresh_job
 from .shared import SharedFolder
 
@@ -86,9 +92,6 @@ def settled_outcome(job: RunJob) -> dict:
 
 
 def _run_unit(jobs: list[RunJob], device, execution: ExecutionRequest, progress: bool | None) -> list[dict]:
-    from ..evaluation import evaluate_run
-    from ..runner import prepare_new_run, prepare_resume, train_and_evaluate_group
-
     started = time.perf_counter()
     run_dirs = [Path(job.run_dir) for job in jobs]
     outcomes = [{"model": job.model, "seed": job.seed, "action": job.action, "error": None} for job in jobs]
@@ -189,9 +192,7 @@ def _init_worker(slots, devices: list[str]) -> None:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     _WORKER.update(slot=slot, device=str(device), pid=os.getpid())
-    from ..plugins import get_host
-
-    get_host()  # load the plugins (entry points) once per worker
+    plugin_host()  # load the plugins (entry points) once per worker
 
 
 def _worker_execute(jobs: list[RunJob], execution: ExecutionRequest) -> list[dict]:
@@ -212,10 +213,6 @@ def run_jobs(units: list[list[RunJob]], *, workers: int, devices: list[str], exe
                                                        progress=progress)):
                 on_done(job, outcome)
         return
-
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from concurrent.futures.process import BrokenProcessPool
 
     context = multiprocessing.get_context("spawn")
     slots = context.Queue()

@@ -11,9 +11,14 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..config import ConfigSources, build_protocol, parse_sources
+import torch
+
+from ..builders import build_model, check_metrics_apply, check_run_config, metric_classes, run_fingerprint
+from ..config import ConfigSources, bindings_of, build_protocol, parse_sources
+from ..data import dataset_info
 from ..errors import DisbenchError
-from ..plugins import get_registry
+from ..metrics import resolve_metrics, with_representations
+from ..registry import get_registry
 from ..runner import check_same_config
 from ..runs import CONFIG_NAME, RESULTS_NAME, read_results
 
@@ -220,9 +225,6 @@ def _check_configuration(sources: ConfigSources, model: str, metrics: list[str] 
     """Parse and check the model's configuration once (everything but the images:
     see :func:`disbench.builders.check_run_config`); return the metrics a complete
     run must have, and the checked (protocol, run, dataset info)."""
-    from ..builders import check_metrics_apply, check_run_config, metric_classes
-    from ..metrics import resolve_metrics, with_representations
-
     parse_sources(sources, model=model)
     protocol, run, info = check_run_config()
     requested = tuple(with_representations(metrics or protocol.metrics, representations))
@@ -235,10 +237,6 @@ def _check_configuration(sources: ConfigSources, model: str, metrics: list[str] 
 def _model_settings(protocol, run, info) -> str:
     """The parsed configuration's model settings (a sweep over a model binding, say
     β-VAE's β, gives members a fused group cannot share; a scheduler binding does not)."""
-    import torch
-
-    from ..builders import build_model
-
     with torch.random.fork_rng(devices=[]):
         return repr(build_model(run, protocol, info).config())
 
@@ -251,10 +249,6 @@ class _FingerprintCache:
         self._sizes: dict[str, int] = {}
 
     def get(self, sources: ConfigSources, model: str) -> str:
-        from ..builders import run_fingerprint
-        from ..config import bindings_of
-        from ..data import dataset_info
-
         parse_sources(sources, model=model)
         protocol = build_protocol()
         factory = get_registry("datasets").get(protocol.dataset)

@@ -47,8 +47,11 @@ import socket
 import time
 from pathlib import Path
 
+import torch
+
 from ..errors import DisbenchError
 from ..execution import ExecutionRequest
+from ..registry import plugin_host
 from .execute import execute_unit, mark_failed_unless_held, unit_outcomes
 from .plan import RunJob
 from .shared import SharedFolder
@@ -84,18 +87,29 @@ def check_ray_options(*, gpus_per_run: float, cpus_per_run: float, max_retries: 
                             "on the GPU Ray gives it (--gpus-per-run) or on the CPU")
 
 
-def check_reachable(address: str | None, timeout: float = CONNECT_TIMEOUT_SECONDS) -> None:
+def cluster_address(flag: str | None) -> tuple[str | None, str]:
+    """The cluster and what named it: --address, else RAY_ADDRESS (set on Ray's own job
+    nodes), else (None, ...): a fresh local instance. Never Ray's own default, which
+    joins whatever cluster the last `ray start` on this machine recorded, even one long gone."""
+    if flag:
+        return flag, f"--address {flag}"
+    if os.environ.get("RAY_ADDRESS"):
+        return os.environ["RAY_ADDRESS"], f"RAY_ADDRESS={os.environ['RAY_ADDRESS']}"
+    return None, "a local Ray instance"
+
+
+def check_reachable(address: str | None, named: str, timeout: float = CONNECT_TIMEOUT_SECONDS) -> None:
     """A HOST:PORT address answers a TCP connection within ``timeout`` (Ray itself
     would retry for minutes); 'auto', none and non-TCP forms are left to Ray."""
     if not address or address in ("auto", "local"):
         return
     host, _, port = address.split("://", 1)[-1].rpartition(":")
     if not host or not port.isdigit():
-        raise DisbenchError(f"--address {address!r}: expected 'auto' or HOST:PORT (e.g. 10.0.0.1:6379)")
+        raise DisbenchError(f"{named}: expected 'auto' or HOST:PORT (e.g. 10.0.0.1:6379)")
     try:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as exc:
-        raise DisbenchError(f"--backend ray: cannot reach --address {address} within {timeout:g} s "
+        raise DisbenchError(f"--backend ray: cannot reach {named} within {timeout:g} s "
                             f"({exc.strerror or exc}); is the Ray head running there?") from None
 
 
@@ -106,11 +120,8 @@ def unit_resources(unit: list[RunJob], gpus_per_run: float, cpus_per_run: float)
 def _task(unit: list[RunJob], execution: ExecutionRequest, shared: SharedFolder) -> list[dict]:
     """What a Ray worker runs: one unit, on the GPU Ray assigned or on the CPU."""
     import ray
-    import torch
 
-    from ..plugins import get_host
-
-    get_host()
+    plugin_host()  # load the plugins (entry points) in this worker
     gpus = ray.get_gpu_ids()
     context = ray.get_runtime_context()
     worker = {"pid": os.getpid(), "host": socket.gethostname(), "threads": execution.threads,
@@ -134,7 +145,8 @@ class RaySession:
 
     def __init__(self, units: list[list[RunJob]], *, address: str | None, gpus_per_run: float,
                  cpus_per_run: float, max_retries: int, execution: ExecutionRequest):
-        self.units, self.address, self.execution = units, address, execution
+        self.units, self.execution = units, execution
+        self.address, self.named = cluster_address(address)
         self.gpus_per_run, self.cpus_per_run, self.max_retries = gpus_per_run, cpus_per_run, max_retries
         self.ray = import_ray()
         self.started_here = False
@@ -143,15 +155,14 @@ class RaySession:
     def __enter__(self) -> "RaySession":
         ray = self.ray
         if not ray.is_initialized():
-            check_reachable(self.address)
+            check_reachable(self.address, self.named)
             env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIX)}
             env["DISBENCH_NO_PROGRESS"] = "1"
             try:
-                ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
+                ray.init(address=self.address or "local", include_dashboard=False, log_to_driver=False,
                          configure_logging=False, runtime_env={"env_vars": env})
             except (ConnectionError, ValueError, RuntimeError) as exc:
-                where = f"--address {self.address}" if self.address else "a local Ray instance"
-                raise DisbenchError(f"--backend ray: cannot connect to {where}: {exc}") from None
+                raise DisbenchError(f"--backend ray: cannot connect to {self.named}: {exc}") from None
             self.started_here = True
         try:
             resources = ray.cluster_resources()

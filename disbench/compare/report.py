@@ -6,11 +6,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DisbenchError
-from .aggregate import Comparison, aggregate, discover
+from ..figures import draw_figures
+from ..figures.sweep import plot_sweep_axis, sweep_figure_stem, value_text
 from ..registry import check_name
+from .aggregate import SCORE, Comparison, aggregate, discover
 from .manifest import COMPARE_NAME, read_manifest
 from .plan import GridPoint, check_folder_name
-from .tables import write_tables
+from .tables import label_of, title, write_tables
 
 FIGURES_FOLDER = "figures"
 
@@ -66,8 +68,6 @@ def write_compare_report(compare_dir: Path, out_dir: Path | None = None, *, figu
     protocol = manifest.get("protocol")
     report = CompareReport(comparison, write_tables(comparison, out_dir, Path(protocol).stem if protocol else None))
     if figures:
-        from ..figures import draw_figures
-
         groups = {m: [r.run_dir for r in s.runs if r.results] for m, s in comparison.summaries.items()}
         drawn = draw_figures(groups, out_dir / FIGURES_FOLDER, device=device, image_index=image_index,
                              progress=progress)
@@ -77,8 +77,25 @@ def write_compare_report(compare_dir: Path, out_dir: Path | None = None, *, figu
 
 
 def _sweep_figures(comparison: Comparison, figures_dir: Path) -> list[Path]:
-    """A sweep's metric-vs-binding figure per grid axis (nothing for a compare)."""
-    from ..figures.sweep import plot_sweep_axis, sweep_figure_stem
+    """A sweep's metric-vs-binding figure per grid axis (nothing for a compare): a panel
+    per metric score and one for the final reconstruction loss, a line per model and
+    combination of the other axes' values, its points the complete rows."""
+    panels = [(title(label_of(comparison, m)), lambda s, m=m: s.metrics.get(m, {}).get(SCORE))
+              for m in comparison.metric_names]
+    panels.append(("reconstruction loss (nats)", lambda s: s.final.get("recon")))
+    return [path for axis, values in comparison.grid.items()
+            for path in plot_sweep_axis(axis, list(values), _sweep_lines(comparison, axis, list(values)), panels,
+                                        figures_dir / sweep_figure_stem(axis))]
 
-    return [path for axis in comparison.grid
-            for path in plot_sweep_axis(comparison, axis, figures_dir / sweep_figure_stem(axis))]
+
+def _sweep_lines(comparison: Comparison, axis: str, values: list) -> dict[str, dict[int, object]]:
+    """{line label: {index of the axis value: the complete row at it}}: a line per model
+    and combination of the other axes' values."""
+    lines: dict[str, dict[int, object]] = {}
+    for summary in comparison.summaries.values():
+        bindings = dict(summary.point.bindings)
+        if axis not in bindings or not summary.complete:
+            continue
+        others = ", ".join(f"{k.rsplit('.', 1)[1]}={value_text(v)}" for k, v in bindings.items() if k != axis)
+        lines.setdefault(summary.model + (f", {others}" if others else ""), {})[values.index(bindings[axis])] = summary
+    return lines

@@ -30,6 +30,9 @@ import itertools
 import re
 from dataclasses import replace
 
+import gin
+
+from ..builders import check_run_config, run_fingerprint
 from ..config import ConfigSources, parse_sources
 from ..errors import DisbenchError
 from .plan import GridPoint
@@ -120,8 +123,6 @@ def folder_name(name: str) -> str:
 
 def check_grid(grid: dict[str, list], models: list[str], sources: ConfigSources) -> None:
     """Refuse an axis that is not a per-run binding (see the module docstring)."""
-    from ..builders import check_run_config, run_fingerprint
-
     for name in grid:
         if name in RUN_AXES:
             raise DisbenchError(f"--grid {name}: use {RUN_AXES[name]} for that, not a grid axis")
@@ -151,8 +152,6 @@ def check_grid(grid: dict[str, list], models: list[str], sources: ConfigSources)
 
 def _used(name: str) -> bool:
     """Whether the last built run read the binding (gin's operative configuration)."""
-    import gin
-
     scope, _, binding = name.rpartition("/")
     configurable, parameter = binding.rsplit(".", 1)
     key = f"{scope}/{configurable}" if scope else configurable

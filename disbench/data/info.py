@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import DisbenchError
+from ..registry import get_registry
 from .dataset import ImageDataset
 
 METADATA_ONLY = "metadata_only"
@@ -108,8 +109,6 @@ def dataset_info(name: str, data_root: str | os.PathLike | None = None) -> Datas
     """The info of the registered dataset ``name`` as its gin bindings configure
     it (``data_root`` overrides a binding when given), without loading its
     images where its factory supports ``metadata_only``."""
-    from ..plugins import get_registry
-
     return factory_info(get_registry("datasets").get(name), data_root, name=name)
 
 

@@ -39,6 +39,8 @@ from ..data import DatasetInfo, FactorGridDataset
 from ..errors import DisbenchError
 
 from ._files import GIN_MODULE, describe_file, file_error, find_file, short_exc
+from .dsprites import dsprites
+from .dsprites_synth import dsprites_synth
 
 BASES = ("dsprites", "dsprites_synth")
 SIDE = 64
@@ -51,9 +53,6 @@ _STREAMS = {"color_dsprites": 1, "noisy_dsprites": 2, "scream_dsprites": 3}
 def _base_factory(base: str):
     if base not in BASES:
         raise DisbenchError(f"dSprites variants: base must be one of {', '.join(map(repr, BASES))}, got {base!r}")
-    from .dsprites import dsprites
-    from .dsprites_synth import dsprites_synth
-
     return {"dsprites": dsprites, "dsprites_synth": dsprites_synth}[base]
 
 

@@ -20,10 +20,12 @@ from pathlib import Path
 
 from ..errors import DisbenchError
 from ..progress import progress_bar
-from ..runs import METRICS_LOG_NAME
+from ..runs import METRICS_LOG_NAME, read_results
+from ..trained import load_trained
 from ..training.scalars import SCALARS_NAME, read_scalars
 from .curves import plot_kl_per_latent, plot_metric_curves, plot_seed_curves
 from .style import model_colors
+from .traversal import plot_traversal
 
 
 @dataclass
@@ -33,9 +35,6 @@ class FigureReport:
 
 
 def _results(run_dir: Path) -> dict:
-    from ..errors import DisbenchError
-    from ..runs import read_results
-
     try:
         return read_results(run_dir) or {}
     except DisbenchError:  # an unreadable run is left out of the figures, not fatal
@@ -91,7 +90,4 @@ def draw_figures(groups: dict[str, list[Path]], figures_dir: Path, *, device="cp
 
 
 def _traversal(run_dir: Path, stem: Path, device, image_index) -> list[Path]:
-    from ..evaluation import load_trained
-    from .traversal import plot_traversal
-
     return plot_traversal(load_trained(run_dir, device=device), stem, image_index=image_index)

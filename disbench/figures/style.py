@@ -1,4 +1,8 @@
-"""Figure creation and saving shared by every figure module."""
+"""Figure creation and saving shared by every figure module.
+
+matplotlib is imported when a figure is drawn, not with this package: the
+command line and :mod:`disbench.api`, which import it, start without matplotlib.
+"""
 
 from __future__ import annotations
 

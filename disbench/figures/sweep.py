@@ -5,7 +5,9 @@ title) and one for the final reconstruction loss. The x axis is the axis's
 values — numeric values at their values (a log axis when they span a factor
 of 10 or more, all positive), others evenly spaced in grid order; one line per
 model and combination of the other axes' values; points are the mean over the
-complete seeds, error bars ± one sample std (none with one seed).
+complete seeds, error bars ± one sample std (none with one seed). Which lines
+and panels a comparison has, :mod:`disbench.compare.report` says; this module
+draws them.
 """
 
 from __future__ import annotations
@@ -28,29 +30,16 @@ def _numeric(values) -> bool:
 
 
 @styled
-def plot_sweep_axis(comparison, axis: str, stem: Path) -> list[Path]:
-    """The figure of one grid axis (see the module docstring); [] when nothing is complete."""
-    from ..compare.aggregate import SCORE
-    from ..compare.tables import label_of, title
-
-    values = list(comparison.grid[axis])
+def plot_sweep_axis(axis: str, values: list, lines: dict, panels: list, stem: Path) -> list[Path]:
+    """The figure of one grid axis (see the module docstring) with the axis's ``values``:
+    ``lines`` maps each line's label to ``{index of a value: its point}``, ``panels`` is
+    a list of ``(title, read)`` where ``read(point)`` is the panel's statistic (``.mean``,
+    ``.std``) or None; [] when there is no line."""
+    if not lines:
+        return []
     numeric = _numeric(values)
     positions = [float(v) for v in values] if numeric else list(range(len(values)))
     log_x = numeric and min(positions) > 0 and max(positions) / min(positions) >= 10
-    panels = [(title(label_of(comparison, m)), lambda s, m=m: s.metrics.get(m, {}).get(SCORE))
-              for m in comparison.metric_names]
-    panels.append(("reconstruction loss (nats)", lambda s: s.final.get("recon")))
-
-    lines: dict[str, dict[int, object]] = {}  # line label -> value index -> summary
-    for summary in comparison.summaries.values():
-        bindings = dict(summary.point.bindings)
-        if axis not in bindings or not summary.complete:
-            continue
-        others = ", ".join(f"{k.rsplit('.', 1)[1]}={_text(v)}" for k, v in bindings.items() if k != axis)
-        label = summary.model + (f", {others}" if others else "")
-        lines.setdefault(label, {})[values.index(bindings[axis])] = summary
-    if not lines:
-        return []
 
     fig = new_figure(PANEL_WIDTH * len(panels), HEIGHT)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
@@ -68,12 +57,13 @@ def plot_sweep_axis(comparison, axis: str, stem: Path) -> list[Path]:
                 ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=3, color=f"C{n % 10}", label=label)
         if log_x:
             ax.set_xscale("log")
-        ax.set_xticks(positions, [_text(v) for v in values])
+        ax.set_xticks(positions, [value_text(v) for v in values])
         ax.minorticks_off()
         ax.set(xlabel=axis, title=panel_title, ylabel="mean ± 1 std over seeds" if ax is axes[0] else None)
     axes[0].legend(fontsize=8)
     return save_figure(fig, stem)
 
 
-def _text(value) -> str:
+def value_text(value) -> str:
+    """A grid value as ticks and line labels show it."""
     return value if isinstance(value, str) else f"{value:g}" if isinstance(value, float) else repr(value)

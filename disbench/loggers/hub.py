@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import DisbenchError
+from ..registry import get_registry
+from ..runs import read_results, update_results
 from .backlog import IMAGES, MAX_QUEUED_IMAGES, MAX_QUEUED_ROWS, OTHER, ROWS, Backlog
 from .base import Logger, RunInfo
 
@@ -39,8 +41,6 @@ def check_loggers(names: Sequence[str], registry=None) -> None:
     """Refuse unknown logger names (with the known ones) and loggers that cannot
     work here (their ``check()``: a library not installed), in one line each."""
     if registry is None:
-        from ..plugins import get_registry
-
         registry = get_registry("loggers")
     for name in names:
         factory = registry.get(name)
@@ -65,8 +65,6 @@ class LoggerHub:
     def __init__(self, names: Sequence[Sequence[str]], registry=None, stream=None, *,
                  max_rows: int | None = None, max_images: int | None = None, task: str = "run"):
         if registry is None:
-            from ..plugins import get_registry
-
             registry = get_registry("loggers")
         self.registry = registry
         self.names = [tuple(n) for n in names]
@@ -170,8 +168,6 @@ class LoggerHub:
         most every ``DROPS_RECORD_SECONDS`` until :meth:`finish`). Return the
         updated results by member. Call from the thread that writes results.json
         (the training loop's)."""
-        from ..runs import read_results, update_results
-
         failures, drops = self.new_failures(), self._drops_to_write()
         updated = {}
         for k in sorted(set(failures) | set(drops)):

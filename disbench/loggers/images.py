@@ -1,13 +1,13 @@
 """The images a run's loggers receive every ``Protocol.image_every`` steps:
 reconstructions of fixed dataset images and a latent traversal, drawn the
-way ``disbench report`` draws them (:mod:`disbench.figures.traversal`)."""
+way ``disbench report`` draws them (:mod:`disbench.models.traversal`)."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from ..figures.traversal import default_image_index, latent_order, mosaic, traverse
+from ..models.traversal import default_image_index, latent_order, mosaic, traverse
 
 RECONSTRUCTIONS = 8  # images shown with their reconstructions
 

@@ -129,9 +129,6 @@ class VAEModel(nn.Module):
         other parameters are the main Adam's."""
         return {}
 
-    def needs_other_batch(self) -> bool:
-        return type(self).auxiliary_loss is not VAEModel.auxiliary_loss
-
     def config(self) -> dict:
         return {"class": type(self).__name__, "latent_dim": self.latent_dim,
                 "num_channels": self.num_channels, "likelihood": self.likelihood}

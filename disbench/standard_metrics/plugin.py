@@ -6,10 +6,9 @@ import it when they run.
 """
 
 from ..hookspecs import hookimpl
+from . import METRICS
 
 
 @hookimpl
 def register_metrics(registry):
-    from . import METRICS
-
     registry.add_all(METRICS)

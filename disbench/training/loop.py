@@ -33,11 +33,13 @@ import torch
 
 from ..builders import BuiltRun
 from ..errors import DisbenchError, TrainingDiverged
+from ..evaluation import evaluate_model
 from ..execution import ExecutionRequest, default_threads, execution_record, updated_history
 from ..io import atomic_write_text
 from ..loggers.base import RunInfo
+from ..loggers.images import cuda_indices, logged_images
 from ..progress import progress_bar
-from ..runs import METRICS_LOG_NAME, OPERATIVE_CONFIG_NAME, environment, read_results, update_results
+from ..runs import CONFIG_NAME, METRICS_LOG_NAME, OPERATIVE_CONFIG_NAME, environment, read_results, update_results
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .group import RunGroup, available_memory_bytes, estimate_memory_bytes
 from .scalars import SCALARS_NAME, ScalarLog, is_finite_row, read_scalars
@@ -236,8 +238,6 @@ def train_group(run_dirs: list[Path], builts: list[BuiltRun], *, resume: bool = 
                     bar.update(step - bar.n)
                     bar.set_postfix(_postfix(alive()[0].last_row), refresh=False)
             if protocol.eval_every and step % protocol.eval_every == 0 and alive():
-                from ..evaluation import evaluate_model
-
                 group.write_back()
                 for m in alive():
                     evaluated = evaluate_model(m.built.model, dataset, protocol.metrics, seed=m.built.run.seed,
@@ -283,8 +283,6 @@ FINAL_KEYS = ("recon", "kl", "beta", "loss", "kl_per_dim", "setpoint")
 
 def start_loggers(loggers, members: list[Member], step: int) -> None:
     """Create each member's loggers and give them its config (once per process)."""
-    from ..runs import CONFIG_NAME
-
     for m in members:
         b = m.built
         info = RunInfo(run_dir=m.run_dir, model=b.run.model, seed=b.run.seed, fingerprint=b.fingerprint,
@@ -309,8 +307,6 @@ def send_images(loggers, group: RunGroup, members: list[Member], step: int) -> N
     training goes on exactly as without them."""
     if not members:
         return
-    from ..loggers.images import cuda_indices, logged_images
-
     with torch.random.fork_rng(devices=cuda_indices(group.device)):
         group.write_back()
         for m in members:
