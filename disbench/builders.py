@@ -166,10 +166,22 @@ def build_model(run: Run, protocol: Protocol, data: ImageDataset | DatasetInfo) 
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return canonical_device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise DisbenchError(f"--device {name}: CUDA is not available on this machine (use cpu or auto)")
     try:
-        return torch.device(name)
+        return canonical_device(name)
     except RuntimeError:
         raise DisbenchError(f"--device {name!r}: expected cpu, cuda, cuda:N or auto") from None
+
+
+def canonical_device(device) -> torch.device:
+    """The device as its tensors name it: 'cuda' -> 'cuda:N' (the current one), 'cpu:0' ->
+    'cpu'. A compiled step guards on the device; a name that differs from its tensors'
+    would recompile it."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    if device.type == "cpu":
+        return torch.device("cpu")
+    return device

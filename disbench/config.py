@@ -61,8 +61,8 @@ class Protocol:
     image_every: int = 0         # reconstructions and a traversal to the run's loggers every N steps; 0: none
     checkpoint_every: int = 5_000
     deterministic: bool = False  # deterministic kernels (see disbench.determinism)
-    precision: str = "fp32"      # 'bf16': convolutions and linear layers under bf16 autocast
-    channels_last: bool = False  # NHWC image layout for the convolutions (execution: rounding only)
+    precision: str = "fp32"      # 'bf16': the encoder and decoder compute in bf16 (losses stay fp32)
+    channels_last: bool = False  # every convolution NHWC (execution: rounding only)
     compile: str = "none"        # 'compile': torch.compile the step; 'cudagraph': and replay it as CUDA graphs
 
     def __post_init__(self):

@@ -10,8 +10,9 @@ What is bit-exact where (also in docs/reproducibility.md):
 * CUDA, ``deterministic = True``: deterministic algorithms only (an op without
   one raises), cuDNN without autotuning, ``CUBLAS_WORKSPACE_CONFIG=:4096:8``;
   the same GPU model, driver and torch build then repeat a run bit for bit.
-* CUDA, ``deterministic = False`` (the default, faster): cuDNN and atomic
-  additions may differ from run to run in the last bits.
+* CUDA, ``deterministic = False`` (the default, faster): cuDNN autotunes its
+  kernels (``cudnn.benchmark``, recorded), and they and atomic additions may
+  differ from run to run in the last bits.
 * Between devices (CPU vs GPU, two GPU models) results are not bit-identical.
 """
 
@@ -34,8 +35,8 @@ def configure_determinism(deterministic: bool) -> None:
         os.environ.setdefault(CUBLAS_ENV, CUBLAS_DETERMINISTIC)
     torch.use_deterministic_algorithms(bool(deterministic))
     torch.backends.cudnn.deterministic = bool(deterministic)
-    if deterministic:
-        torch.backends.cudnn.benchmark = False
+    # autotuned cuDNN kernels (a few timed tries per shape, once): faster, not repeatable
+    torch.backends.cudnn.benchmark = not deterministic
 
 
 def device_name(device) -> str:

@@ -154,7 +154,8 @@ def execution_record(request: ExecutionRequest, device, protocol, group_size: in
         "layout": "channels_last" if protocol.channels_last else "contiguous",
         "compile": protocol.compile,
         "deterministic": bool(protocol.deterministic),
-        "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+        # cuDNN autotuning (on unless deterministic); None where cuDNN is not used
+        "cudnn_benchmark": bool(torch.backends.cudnn.benchmark) if device.type == "cuda" else None,
         "versions": library_versions(),
     }
     if protocol.deterministic:

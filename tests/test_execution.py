@@ -36,7 +36,7 @@ def test_results_record_how_the_run_was_executed(toy_host):
     assert isinstance(cpu["avx512_bf16"], bool) and isinstance(cpu["amx"], bool)
     assert execution["fused_group"] == {"size": 1, "index": 0, "members": ["run"]}
     assert (execution["layout"], execution["compile"], execution["deterministic"]) == ("contiguous", "none", False)
-    assert execution["cudnn_benchmark"] is False
+    assert execution["cudnn_benchmark"] is None  # cuDNN is not used on the CPU
     assert execution["versions"]["torch"] == torch.__version__ and execution["versions"]["cuda"] == torch.version.cuda
     history = load("run")["execution_history"]
     assert len(history) == 1 and history[0]["from_step"] == 0 and history[0]["threads"] == "2"

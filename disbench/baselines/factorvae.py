@@ -63,7 +63,7 @@ class FactorVAE(VAEModel):
         """D's cross-entropy on real codes vs codes of a second batch with permuted dimensions."""
         with torch.no_grad():
             mu, logvar = self.encode(other["x"])
-            z_other = reparameterize(mu.float(), logvar.float(), other["noise"])
+            z_other = reparameterize(mu, logvar, other["noise"])
         return self.discriminator_loss(terms.z.detach(), z_other, other["uniform"])
 
     def discriminator_loss(self, z: torch.Tensor, z_other: torch.Tensor, uniform: torch.Tensor):

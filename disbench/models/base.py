@@ -32,6 +32,8 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
+from torch.func import functional_call
+from torch.utils._pytree import tree_map
 
 from ..components import has_method, resolve_component
 from ..schedulers import ConstantBeta
@@ -90,23 +92,27 @@ class VAEModel(nn.Module):
     def default_scheduler(self):
         return ConstantBeta(1.0)
 
+    # The encoder's and decoder's arithmetic (Protocol.precision 'bf16': torch.bfloat16);
+    # None: their parameters' (float32). Set on the model a group trains; the losses,
+    # the KL and everything after the decoder stay in float32 whatever it is.
+    compute_dtype: torch.dtype | None = None
+
     # -- forward ---------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.encoder(x)
+        return in_dtype(self.encoder, self.compute_dtype, x)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z)
+        return in_dtype(self.decoder, self.compute_dtype, z)
 
     def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> Terms:
         """``noise``: the standard normal draw of the reparameterisation, shape (batch,
         latent_dim); drawn here (global RNG) when not given."""
         mu, logvar = self.encode(x)
-        mu, logvar = mu.float(), logvar.float()  # KL and z in FP32 also under bf16 autocast
         z = reparameterize(mu, logvar, noise)
         logits = self.decode(z)
         return Terms(
             x=x, mu=mu, logvar=logvar, z=z, logits=logits,
-            recon=reconstruction_loss(logits.float(), x, self.likelihood),
+            recon=reconstruction_loss(logits, x, self.likelihood),
             kl_per_dim=kl_per_dimension(mu, logvar),
         )
 
@@ -132,6 +138,18 @@ class VAEModel(nn.Module):
     def config(self) -> dict:
         return {"class": type(self).__name__, "latent_dim": self.latent_dim,
                 "num_channels": self.num_channels, "likelihood": self.likelihood}
+
+
+def in_dtype(module: nn.Module, dtype: torch.dtype | None, *inputs: torch.Tensor):
+    """``module(*inputs)`` computed in ``dtype`` (its parameters and inputs cast, the
+    casts differentiable), its outputs back in float32; ``dtype`` None: as it is.
+    Explicit casts rather than autocast, which does not reach convolutions under vmap
+    on the CPU."""
+    if dtype is None:
+        return module(*inputs)
+    params = {name: p.to(dtype) for name, p in module.named_parameters()}
+    out = functional_call(module, params, tuple(t.to(dtype) for t in inputs))
+    return tree_map(lambda t: t.float(), out)
 
 
 def resolve_scheduler(scheduler: Any, default: Callable[[], Any], owner: str = "scheduler"):

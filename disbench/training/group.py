@@ -38,14 +38,14 @@ stepped member by member on the host) is stepped outside the compiled code.
 from __future__ import annotations
 
 import copy
-from contextlib import nullcontext
 
 import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 from torch.utils._pytree import tree_map
 
-from ..builders import check_compile_mode
+from ..builders import canonical_device, check_compile_mode
+from ..errors import DisbenchError
 from ..data import DeviceSampler
 from ..models.base import Terms
 from ..schedulers import group_scheduler
@@ -82,13 +82,17 @@ class RunGroup:
 
     def __init__(self, models: list[nn.Module], images: torch.Tensor, seeds: list[int], protocol, device):
         self.size = len(models)
-        self.device = torch.device(device)
+        self.device = canonical_device(device)
         self.protocol = protocol
         self.models = models
         self.latent_dim = models[0].latent_dim
         self.params, self.buffers = stack_module_state(models)  # new leaves on the members' device
+        if protocol.channels_last:
+            self.params = {n: member_channels_last(p).detach().requires_grad_() for n, p in self.params.items()}
         self._state_order = {n: i for i, n in enumerate(models[0].state_dict())}  # a checkpoint's key order
         template = copy.deepcopy(models[0]).to("meta")
+        template.compute_dtype = torch.bfloat16 if protocol.precision == "bf16" else None
+        self.model_name = type(models[0]).__name__
         self._functions = {}
         for name, in_dims in (("forward", (0, 0, 0)), ("loss", (0, 0, 0, None)),
                               ("auxiliary_loss", (0, 0, 0, None))):  # None: the step, the same for all
@@ -115,8 +119,6 @@ class RunGroup:
         self.noise_generators = [torch.Generator(device=self.device) for _ in seeds]
         for generator, seed in zip(self.noise_generators, seeds):
             generator.manual_seed(int(seed) + NOISE_SEED_OFFSET)
-        self._autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16)
-                          if protocol.precision == "bf16" else nullcontext())
         # The step the losses see, on the device (set on resume, advanced by each step).
         self.step_count = torch.zeros((), dtype=torch.int64, device=self.device)
         # The arguments of each call, made once: the same tensors every step (each
@@ -135,7 +137,19 @@ class RunGroup:
         check_compile_mode(self.protocol, self.device)
         if mode == "none":
             return fn
-        return torch.compile(fn, dynamic=False, **({"mode": "reduce-overhead"} if mode == "cudagraph" else {}))
+        compiled = torch.compile(fn, dynamic=False, **({"mode": "reduce-overhead"} if mode == "cudagraph" else {}))
+
+        def reported(*args):
+            try:
+                return compiled(*args)
+            except DisbenchError:
+                raise
+            except Exception as exc:  # torch.compile's own failures end in many exception types
+                raise DisbenchError(f"Protocol.compile = {mode!r}: {self.model_name}'s step failed under "
+                                    f"torch.compile ({root_cause(exc)}); train it with "
+                                    f"Protocol.compile = 'none'") from exc
+
+        return reported
 
     def _mark_static(self) -> None:
         """For CUDA graphs: the tensors every step reads and updates in place keep their
@@ -158,11 +172,11 @@ class RunGroup:
     def _run(self, method: str, state: dict, *args, step: int | None = None):
         """``model.method(*args[, step])`` for each member (args and state stacked on dim 0)."""
         tail = () if step is None else (step,)
-        with self._autocast:
-            if self.size == 1:  # the same computation without vmap's batching: an ordinary run
-                out = self._functions[method](*tree_map(lambda t: t[0], (state, *args)), *tail)
-                return tree_map(lambda t: t.unsqueeze(0), out)
-            return self._functions[method](state, *args, *tail)
+        if self.size == 1:  # the same computation without vmap's batching: an ordinary run
+            # squeeze, not t[0]: its backward is a view, where select's allocates and copies
+            out = self._functions[method](*tree_map(lambda t: t.squeeze(0), (state, *args)), *tail)
+            return tree_map(lambda t: t.unsqueeze(0), out)
+        return self._functions[method](state, *args, *tail)
 
     # -- random draws, each member from its own generators ------------------------
     def batches(self) -> torch.Tensor:
@@ -180,15 +194,21 @@ class RunGroup:
         [K, ...] scalars (tensors; nothing here waits for the device)."""
         if not self._static_marked:
             self._mark_static()
+        if self.protocol.compile == "cudagraph":
+            # one step = one generation of CUDA graphs: the main and the auxiliary graph's
+            # outputs (the terms, β, the logged scalars) live until the next step begins
+            torch.compiler.cudagraph_mark_step_begin()
         x = self.batches()
-        if self.protocol.channels_last:  # each member's [B, C, H, W] slice in NHWC strides
-            x = x.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+        if self.protocol.channels_last:
+            x = images_channels_last(x)
         loss, beta, logged, terms = self._compute(x, self.noise())
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         if self.auxiliary_optimizers:
-            other = {"x": self.batches(), "noise": self.noise(), "uniform": self.noise(uniform=True)}
+            other_x = self.batches()
+            other = {"x": images_channels_last(other_x) if self.protocol.channels_last else other_x,
+                     "noise": self.noise(), "uniform": self.noise(uniform=True)}
             aux_loss, auxiliary = self._compute_auxiliary(tree_map(torch.Tensor.detach, terms), other)
             for optimizer in self.auxiliary_optimizers.values():
                 optimizer.zero_grad(set_to_none=True)
@@ -209,6 +229,10 @@ class RunGroup:
         loss, extras = self._run("loss", self._main_state, terms, beta, step=self.step_count)
         logged = {"loss": loss.detach(), "recon": terms["recon"].detach(), "kl": kl.detach(),
                   "kl_per_dim": terms["kl_per_dim"].detach(), **extras}
+        if self.protocol.compile != "none" and self.auxiliary_optimizers:
+            # copies, not views of the terms also returned: AOTAutograd (torch 2.13) fails
+            # to regenerate an output that views another output ("incorrect out shape")
+            logged = {name: value.clone() for name, value in logged.items()}
         return loss.sum(), beta, logged, (terms if self.auxiliary_optimizers else None)
 
     def _scheduler_step(self, kl: torch.Tensor) -> torch.Tensor:
@@ -254,9 +278,13 @@ class RunGroup:
                 p.copy_(torch.stack([s["model"][n] for s in states]).to(p.device))
             for n, b in self.buffers.items():
                 b.copy_(torch.stack([s["model"][n] for s in states]).to(b.device))
-        self.optimizer.load_state_dict(_stacked_optimizer_state([s["optimizer"] for s in states]))
-        for name, optimizer in self.auxiliary_optimizers.items():
-            optimizer.load_state_dict(_stacked_optimizer_state([s["auxiliary_optimizers"][name] for s in states]))
+        for optimizer, saved in ((self.optimizer, [s["optimizer"] for s in states]),
+                                 *((o, [s["auxiliary_optimizers"][n] for s in states])
+                                   for n, o in self.auxiliary_optimizers.items())):
+            state = _stacked_optimizer_state(saved)
+            for group in state["param_groups"]:  # this device's kernel, not the saving device's
+                group.update(adam_kernel(self.device))  # (before loading: it places the step counts)
+            optimizer.load_state_dict(state)
         self.schedulers.load_member_state_dicts([s["scheduler"] for s in states])
         for k, s in enumerate(states):
             self.samplers[k].load_state_dict(s["sampler"])
@@ -268,10 +296,43 @@ class RunGroup:
             model.load_state_dict(self.member_model_state(k))
 
 
+def root_cause(exc: BaseException) -> str:
+    """The innermost exception (a compiler's own, wrapped by Dynamo), in one line."""
+    while (inner := getattr(exc, "inner_exception", None) or exc.__cause__) is not None:
+        exc = inner
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first[:300]}"
+
+
+def adam_kernel(device: torch.device) -> dict:
+    """Adam's kernel flags for ``device``: fused on CUDA, multi-tensor (foreach) elsewhere."""
+    return {"fused": True, "foreach": False} if device.type == "cuda" else {"fused": False, "foreach": True}
+
+
 def adam(params, lr: float, betas, device: torch.device) -> torch.optim.Adam:
-    """Adam over ``params``: the fused kernel on CUDA, the multi-tensor (foreach) one elsewhere."""
-    kind = {"fused": True} if device.type == "cuda" else {"foreach": True}
-    return torch.optim.Adam(params, lr=lr, betas=tuple(betas), **kind)
+    """Adam over ``params``, with the kernel :func:`adam_kernel` picks."""
+    return torch.optim.Adam(params, lr=lr, betas=tuple(betas), **adam_kernel(device))
+
+
+def stored_in_order(t: torch.Tensor, order: tuple[int, ...]) -> torch.Tensor:
+    """``t`` (same shape and values) with its dimensions laid out in memory in ``order``,
+    outermost first. A fresh copy, not ``.contiguous()``, which keeps the strides of
+    size-1 dimensions, and with them a layout the convolutions read as NCHW."""
+    stored = t.new_empty([t.shape[d] for d in order])
+    stored.copy_(t.permute(order))
+    return stored.permute([order.index(d) for d in range(t.dim())])
+
+
+def member_channels_last(t: torch.Tensor) -> torch.Tensor:
+    """A stacked [K, O, I, h, w] convolution weight stored as (K, O, h, w, I): K folded
+    into O by vmap (a grouped convolution) keeps it channels_last; other tensors as they are."""
+    return stored_in_order(t, (0, 1, 3, 4, 2)) if t.dim() == 5 else t
+
+
+def images_channels_last(x: torch.Tensor) -> torch.Tensor:
+    """[K, B, C, H, W] images stored as (B, H, W, K, C): K folded into C by vmap keeps the
+    grouped convolution's input NHWC (K = 1: each member's batch NHWC)."""
+    return stored_in_order(x, (1, 3, 4, 0, 2))
 
 
 def _member_optimizer_state(optimizer: torch.optim.Optimizer, k: int) -> dict:
@@ -286,7 +347,7 @@ def _stacked_optimizer_state(states: list[dict]) -> dict:
     return {"state": {i: {key: (torch.stack([s["state"][i][key] for s in states]) if key != "step" else v)
                           for key, v in per_param.items()}
                       for i, per_param in first["state"].items()},
-            "param_groups": first["param_groups"]}
+            "param_groups": copy.deepcopy(first["param_groups"])}
 
 
 def estimate_memory_bytes(models: list[nn.Module], protocol, num_images: int, image_shape) -> int:
