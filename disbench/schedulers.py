@@ -19,7 +19,10 @@ has its own gin bindings) and returns an object with:
 
 * ``step(kl)`` — ``kl`` a [K] tensor; returns the [K] βs as a tensor, with no
   per-member Python loop and no host synchronisation;
-* ``scalars()`` — ``{name: [K] tensor}`` (may be empty);
+* ``scalars()`` — ``{name: [K] tensor}`` (may be empty); optionally
+  ``scalar_members()`` — ``{name: member indices}``, the members a scalar belongs
+  to when not all do (a name left out: all K; the other entries are not read), so
+  each member's row in ``scalars.jsonl`` has exactly the keys it has alone;
 * ``member_state_dicts()`` / ``load_member_state_dicts(states)`` — one state per
   member, each exactly what that member's own scheduler's ``state_dict`` would
   be, so each member's checkpoint is an ordinary run's checkpoint.
@@ -40,6 +43,14 @@ graph (``Protocol.compile``):
 different windows); a scheduler without it — a third party's written for one
 run — keeps working: the group steps each member's instance in turn.
 
+Members of several classes (runs of different models fused) make a
+:class:`MixedGroup`: one group per class, as above, each stepped on its
+members' KLs gathered by index on the device (one Python step per class, no
+host read), so each member's β equals its scheduler's alone bit for bit. It
+is ``capturable`` when every class's group is, and reports each scalar for
+the members whose class logs it (``scalar_members``): a constant β's member
+logs none, a PI controller's its set point.
+
 A closed-loop scheduler need not write any of this: a subclass of
 :class:`disbench.control.ClosedLoopScheduler` declares its control law (gains,
 state, a step on [K] tensors) and gets ``stack_group``, a capturable group,
@@ -48,6 +59,7 @@ checkpoints and float/tensor KLs from :class:`disbench.control.ClosedLoopGroup`.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Protocol, runtime_checkable
 
 import gin
@@ -170,13 +182,100 @@ class PerMemberGroup:
             s.load_state_dict(state)
 
 
+class MixedGroup:
+    """Members of several scheduler classes: one group per class (a partition,
+    made as :func:`group_scheduler` makes a group of that class alone), stepped
+    on its members' KLs gathered by index tensors made once and moved by ``to``.
+    ``capturable`` when every partition is."""
+
+    def __init__(self, parts, slots):
+        self.parts = list(parts)
+        self.slots = [list(s) for s in slots]  # each partition's member indices, in member order
+        self.size = sum(len(s) for s in self.slots)
+        self.capturable = all(getattr(p, "capturable", False) for p in self.parts)
+        self.device = torch.device("cpu")
+        self.index = [torch.tensor(s, dtype=torch.int64) for s in self.slots]
+        # member k's β is entry order[k] of the partitions' βs concatenated
+        self.order = torch.argsort(torch.cat(self.index))
+
+    def __len__(self) -> int:
+        return self.size
+
+    def to(self, device) -> "MixedGroup":
+        self.device = torch.device(device)
+        self.index = [ix.to(self.device) for ix in self.index]
+        self.order = self.order.to(self.device)
+        for part in self.parts:
+            if callable(getattr(part, "to", None)):
+                part.to(self.device)
+        return self
+
+    def state_tensors(self) -> list:
+        return [t for part in self.parts for t in getattr(part, "state_tensors", list)()]
+
+    def step(self, kl: torch.Tensor) -> torch.Tensor:
+        if kl.shape != (self.size,):
+            raise ValueError(f"a group of {self.size} schedulers takes [{self.size}] KLs, got {tuple(kl.shape)}")
+        if kl.device != self.device:
+            self.to(kl.device)
+        betas = [part.step(kl.index_select(0, ix)) for part, ix in zip(self.parts, self.index)]
+        return torch.cat(betas).index_select(0, self.order)
+
+    def scalars(self) -> dict:
+        """``{name: [K] float64 tensor}``, names in the order the partitions first report
+        them: each partition's values at its members' places, NaN at the other members'."""
+        blank = torch.full((self.size,), math.nan, dtype=torch.float64, device=self.device)
+        out = {}
+        for part, ix in zip(self.parts, self.index):
+            for name, value in scheduler_scalars(part).items():
+                value = torch.as_tensor(value).to(device=self.device, dtype=torch.float64)
+                out[name] = out.get(name, blank).index_copy(0, ix, value)
+        return out
+
+    def scalar_members(self) -> dict:
+        """``{name: member indices}``: the members whose partition reports it (and gives it to them)."""
+        owners = {}
+        for part, slots in zip(self.parts, self.slots):
+            for name, own in scalar_owners(part, scheduler_scalars(part), len(slots)).items():
+                owners.setdefault(name, []).extend(slots[i] for i in own)
+        return {name: sorted(ks) for name, ks in owners.items()}
+
+    def member_state_dicts(self) -> list[dict]:
+        states = [None] * self.size
+        for part, slots in zip(self.parts, self.slots):
+            for k, state in zip(slots, part.member_state_dicts()):
+                states[k] = state
+        return states
+
+    def load_member_state_dicts(self, states) -> None:
+        states = list(states)
+        for part, slots in zip(self.parts, self.slots):
+            part.load_member_state_dicts([states[k] for k in slots])
+
+
+def scalar_owners(group, scalars: dict, size: int) -> dict:
+    """``{name: member indices}`` for each of a group's ``scalars``: what its optional
+    ``scalar_members()`` says, all ``size`` members for a name it leaves out."""
+    fn = getattr(group, "scalar_members", None)
+    owned = dict(fn()) if callable(fn) else {}
+    return {name: list(owned.get(name, range(size))) for name in scalars}
+
+
+def stacked(schedulers):
+    """Members of one scheduler class as one group: its ``stack_group``, else one by one."""
+    stack = getattr(type(schedulers[0]), "stack_group", None)
+    batched = stack(schedulers) if callable(stack) else None
+    return PerMemberGroup(schedulers) if batched is None else batched
+
+
 def group_scheduler(schedulers):
-    """One object stepping the schedulers of a group's K members (see the module docstring)."""
+    """One object stepping the schedulers of a group's K members (see the module docstring):
+    one class's group, or a :class:`MixedGroup` of one per class."""
     schedulers = list(schedulers)
-    cls = type(schedulers[0])
-    stack = getattr(cls, "stack_group", None)
-    if callable(stack) and all(type(s) is cls for s in schedulers):
-        batched = stack(schedulers)
-        if batched is not None:
-            return batched
-    return PerMemberGroup(schedulers)
+    by_class: dict[type, list[int]] = {}  # in order of first appearance
+    for k, s in enumerate(schedulers):
+        by_class.setdefault(type(s), []).append(k)
+    if len(by_class) == 1:
+        return stacked(schedulers)
+    slots = list(by_class.values())
+    return MixedGroup([stacked([schedulers[k] for k in s]) for s in slots], slots)

@@ -109,7 +109,8 @@ def test_factorvae_vae_loss_sees_the_discriminator_as_constants():
     """The VAE step does not train D (D's weights come in detached), yet its TC
     term does reach the encoder; D's step does not train the encoder."""
     group = factorvae_group()
-    terms = Terms(**group._run("forward", group._state(), group.batches(), group.noise()))
+    draw = lambda: torch.randn(1, 4, 3)  # noqa: E731
+    terms = Terms(**group._run("forward", group._state(), group._images(torch.randint(0, 8, (1, 4))), draw()))
     loss, _ = group._run("loss", group._state(group._auxiliary_owned.__contains__), terms.as_dict(),
                          torch.ones(1), step=1)
     loss.sum().backward()
@@ -117,7 +118,7 @@ def test_factorvae_vae_loss_sees_the_discriminator_as_constants():
     assert group.params["encoder.net.0.weight"].grad is not None
     for p in group.params.values():
         p.grad = None
-    other = {"x": group.batches(), "noise": group.noise(), "uniform": group.noise(uniform=True)}
+    other = {"x": group._images(torch.randint(0, 8, (1, 4))), "noise": draw(), "uniform": torch.rand(1, 4, 3)}
     detached = {k: v.detach() for k, v in terms.as_dict().items()}
     aux, _ = group._run("auxiliary_loss", group._state(lambda n: n not in group._auxiliary_owned), detached,
                         other, step=1)

@@ -139,24 +139,15 @@ def test_failed_run_is_reported_and_not_retried_unless_asked(toy_host, train_cal
 
 
 def test_interrupted_run_is_resumed(toy_host, train_calls, monkeypatch):
-    from disbench.data import DeviceSampler
+    from tests.test_training import interrupted_at_step
 
-    calls, original = {"n": 0}, DeviceSampler.next
-
-    def interrupting_next(self):
-        calls["n"] += 1
-        if calls["n"] == 17:  # between the checkpoints at steps 10 and 20 of the first run
-            raise KeyboardInterrupt
-        return original(self)
-
-    monkeypatch.setattr(DeviceSampler, "next", interrupting_next)
     args = compare_args("out", "--no-figures", models="vae", seeds="1-2")
-    assert main(args) == 130
+    with interrupted_at_step(monkeypatch, 17):  # between the checkpoints at steps 10 and 20 of the first run
+        assert main(args) == 130
     assert results("out/runs/vae/seed1")["status"] == "interrupted" and results("out/runs/vae/seed1")["steps"] == 10
     manifest = json.loads(Path("out/compare.json").read_text())
     assert [e["status"] for e in manifest["runs"]] == ["interrupted", "missing"]
 
-    monkeypatch.setattr(DeviceSampler, "next", original)
     train_calls.clear()
     assert main(args) == 0
     assert train_calls == [("out/runs/vae/seed1", True), ("out/runs/vae/seed2", False)]

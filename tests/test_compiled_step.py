@@ -70,27 +70,32 @@ def compile_counters(monkeypatch):
     return counters
 
 
-@pytest.mark.parametrize("model, k, graphs", [
-    ("dynamicvae", 1, 1),  # forward, controller and loss: one graph
-    ("betavae_b", 2, 1),   # its capacity C(step) reads the step counter: a tensor, no recompile
-    ("factorvae", 2, 2),   # and the discriminator's step
+@pytest.mark.parametrize("model, k", [
+    ("dynamicvae", 1),  # draws, forward, controller, loss, gradients, Adam, the log: one graph
+    ("betavae_b", 2),   # its capacity C(step) reads the step counter: a tensor, no recompile
+    ("factorvae", 2),   # and the discriminator's step, in the same graph
 ])
-def test_compile_traces_the_step_once_and_matches_eager(full_host, monkeypatch, model, k, graphs):
+def test_compile_traces_the_whole_step_once_and_matches_eager(full_host, monkeypatch, model, k):
+    """One graph, no graph break (fullgraph), no recompile over 20 steps, which cross a
+    new block of draws (drawn on the host between two steps)."""
+    monkeypatch.setattr("disbench.training.draws.BLOCK_STEPS", 8)
     counters = compile_counters(monkeypatch)
     eager, compiled = group(model, k), group(model, k, compile="compile")
-    compiled.step()
-    traced = dict(counters["stats"])
-    assert traced["unique_graphs"] == graphs and not counters["graph_break"], dict(counters["graph_break"])
-    for _ in range(4):
-        compiled.step()
-    assert dict(counters["stats"]) == traced and not counters["recompiles"]  # steps 2..5 reuse the graphs
-    for _ in range(5):
+    for step in range(1, 21):
+        beta_c, logged_c = compiled.step()
         beta, logged = eager.step()
-    beta_c, logged_c = compiled.step()
-    eager_beta, eager_logged = eager.step()
-    assert torch.allclose(beta_c, eager_beta, rtol=1e-6, atol=0)
-    for key, value in eager_logged.items():
-        assert torch.allclose(logged_c[key].double(), value.double(), rtol=1e-4, atol=1e-6), key
+        if step == 1:
+            traced = dict(counters["stats"])
+            assert traced["unique_graphs"] == 1 and not counters["graph_break"], dict(counters["graph_break"])
+        if step == 1:
+            assert torch.allclose(beta_c, beta, rtol=1e-6, atol=0)
+            for key, value in logged.items():
+                assert torch.allclose(logged_c[key].double(), value.double(), rtol=1e-4, atol=1e-6), key
+    assert dict(counters["stats"]) == traced and not counters["recompiles"]  # steps 2..20 reuse the graph
+    # reordered sums and Adam's tensor bias corrections drift a little (measured: 8.6e-6 for betavae_b)
+    with torch.no_grad():
+        drift = sum((compiled.params[n] - p).square().sum() for n, p in eager.params.items()).sqrt()
+        assert drift <= 1e-4 * sum(p.square().sum() for p in eager.params.values()).sqrt()
 
 
 def test_compile_steps_a_third_party_scheduler_outside_the_graph(full_host, monkeypatch):
@@ -108,7 +113,8 @@ def test_compile_steps_a_third_party_scheduler_outside_the_graph(full_host, monk
     for _ in range(6):
         beta, beta_c = eager.step()[0], compiled.step()[0]
         assert torch.equal(beta, beta_c)
-    assert counters["stats"]["unique_graphs"] <= 2 and not counters["recompiles"]
+    # the step splits where the host steps the scheduler (the gradients' graph splits with it)
+    assert counters["stats"]["unique_graphs"] <= 4 and not counters["recompiles"]
 
 
 def test_cudagraph_needs_cuda(full_host, capsys, monkeypatch):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from disbench.data import DeviceSampler, FactorGridDataset, GroundTruthDataset, ImageDataset
+from disbench.data import FactorGridDataset, GroundTruthDataset, ImageDataset
 from disbench.errors import DisbenchError
 
 
@@ -50,14 +50,3 @@ def test_dataset_validation_errors():
                           factor_names=("a", "b", "c"), factor_sizes=(2, 3, 4))
 
 
-def test_sampler_keeps_uint8_and_is_reproducible():
-    images = torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1).expand(10, 1, 64, 64).contiguous()
-    s1, s2 = DeviceSampler(images, 4, "cpu", seed=5), DeviceSampler(images, 4, "cpu", seed=5)
-    assert s1.images.dtype == torch.uint8
-    b1 = s1.next()
-    assert b1.dtype == torch.float32 and b1.shape == (4, 1, 64, 64) and float(b1.max()) <= 9 / 255 + 1e-7
-    assert torch.equal(b1, s2.next())
-    state = s1.state_dict()
-    after = s1.next()
-    s1.load_state_dict(state)
-    assert torch.equal(after, s1.next())

@@ -79,20 +79,11 @@ def test_bad_controller_binding_is_a_clear_error(full_host, capsys):
 
 
 def test_dynamicvae_resume_continues_the_same_beta_sequence(full_host, monkeypatch):
-    from disbench.data import DeviceSampler
+    from tests.test_training import interrupted_at_step
 
     assert train("whole") == 0
-    original, calls = DeviceSampler.next, {"n": 0}
-
-    def interrupting(self):
-        calls["n"] += 1
-        if calls["n"] == 15:
-            raise KeyboardInterrupt
-        return original(self)
-
-    monkeypatch.setattr(DeviceSampler, "next", interrupting)
-    assert train("cut") == 130
-    monkeypatch.setattr(DeviceSampler, "next", original)
+    with interrupted_at_step(monkeypatch, 15):
+        assert train("cut") == 130
     assert main(["train", "--resume", "--out", "cut", "--device", "cpu", "--no-progress", "--no-eval"]) == 0
     assert read_scalars(Path("whole/scalars.jsonl")) == read_scalars(Path("cut/scalars.jsonl"))
     a = torch.load("whole/checkpoint.pt", weights_only=True)

@@ -150,11 +150,11 @@ def test_wandb_steps_continue_after_a_resume_and_an_evaluate(host_with, monkeypa
     """A run killed at step 17 (checkpoint 10, rows to 15 sent) and resumed logs
     again from step 15, and a later evaluate logs at step 30: one W&B run, with
     nothing W&B drops and each training step's row and images once."""
-    from tests.test_training import interrupted_at_draw
+    from tests.test_training import interrupted_at_step
 
     monkeypatch.setitem(sys.modules, "wandb", fake_wandb())
     host_with("wandb_logger")
-    with interrupted_at_draw(monkeypatch, 17):
+    with interrupted_at_step(monkeypatch, 17):
         assert train("run", "wandb") == 130
     assert main(["train", "--resume", "--out", "run", "--device", "cpu", "--no-progress"]) == 0
     assert main(["evaluate", "run", "--device", "cpu", "--no-progress"]) == 0

@@ -18,7 +18,7 @@ from disbench.compare.plan import TRAIN
 from disbench.determinism import cpu_name
 from disbench.execution import COLUMNS, default_threads
 from tests.compare_helpers import compare_args, md_table
-from tests.test_training import interrupted_at_draw, load, train_args
+from tests.test_training import interrupted_at_step, load, train_args
 
 
 def test_results_record_how_the_run_was_executed(toy_host):
@@ -55,7 +55,7 @@ def test_threads_default_to_the_cores_and_must_be_positive(toy_host, capsys):
 
 
 def test_a_resume_under_other_threads_is_recorded(toy_host, monkeypatch):
-    with interrupted_at_draw(monkeypatch, 17):  # between the checkpoints at steps 10 and 20
+    with interrupted_at_step(monkeypatch, 17):  # between the checkpoints at steps 10 and 20
         assert main(train_args("cut", "--no-eval", "--threads", "1")) == 130
     assert main(["train", "--resume", "--out", "cut", "--no-progress", "--device", "cpu", "--threads", "2"]) == 0
     history = load("cut")["execution_history"]

@@ -14,7 +14,7 @@ import torch
 from disbench.cli import main
 from disbench.config import Protocol
 from disbench.plugins import get_registry
-from disbench.training.group import RunGroup
+from disbench.training.group import RunGroup, adam_update
 from disbench.training.scalars import read_scalars
 from tests.conftest import TOY_PROTOCOL
 from tests.test_training import _toy_entry_point, kill_after_checkpoint
@@ -51,7 +51,14 @@ def first_step(models, seeds, images, float64=False):
     the KL in float32 under bf16) and of the sampler become ``.double()``; the noise stays
     the float32 draw it is, exact in float64."""
     models = [copy.deepcopy(m).double() if float64 else copy.deepcopy(m) for m in models]
-    with mock.patch.object(torch.Tensor, "float", torch.Tensor.double) if float64 else contextlib.nullcontext():
+
+    def keeping_gradients(params, grads, *args, **kwargs):  # the step's gradients, as p.grad
+        for param, grad in zip(params, grads):
+            param.grad = grad.clone()
+        return adam_update(params, grads, *args, **kwargs)
+
+    with mock.patch.object(torch.Tensor, "float", torch.Tensor.double) if float64 else contextlib.nullcontext(), \
+            mock.patch("disbench.training.group.adam_update", keeping_gradients):
         group = RunGroup(models, images, list(seeds), Protocol(batch_size=8, latent_dim=4), "cpu")
         beta, logged = group.step()
     return group, beta, logged

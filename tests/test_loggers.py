@@ -359,9 +359,9 @@ def test_run_loggers_must_be_names(toy_host, capsys):
 def test_loggers_are_kept_and_may_change_on_resume(toy_host, monkeypatch, capsys):
     """The run's config keeps Run.loggers, so --resume alone watches it again; a
     resumed run may add or drop loggers (they change nothing in it)."""
-    from tests.test_training import interrupted_at_draw
+    from tests.test_training import interrupted_at_step
 
-    with interrupted_at_draw(monkeypatch, 17):  # between the checkpoints at steps 10 and 20
+    with interrupted_at_step(monkeypatch, 17):  # between the checkpoints at steps 10 and 20
         assert train("run", "--logger", "toy_recording", "--no-eval") == 130
     assert calls(method="close")[-1][2] == ("interrupted",)
     toy_plugin.RECORDED.clear()

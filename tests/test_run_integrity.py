@@ -13,7 +13,6 @@ import torch
 
 from disbench.cli import main
 from disbench.config import ConfigSources, parse_sources
-from disbench.data import DeviceSampler
 from disbench.determinism import configure_determinism
 from disbench.training.checkpoint import load_checkpoint, set_rng_state
 from disbench.training.scalars import ScalarLog, read_scalars
@@ -52,8 +51,8 @@ def test_checkpoint_mapped_to_another_device_keeps_generator_states_on_the_cpu(t
     assert next(iter(state["model"].values())).device.type == "meta"  # the weights did move
     assert state["rng"]["torch"].device.type == "cpu"
     set_rng_state(state["rng"])  # raises for a tensor on another device
-    sampler = DeviceSampler(torch.zeros(4, 1, 64, 64, dtype=torch.uint8), 2, "cpu", seed=0)
-    sampler.load_state_dict(state["sampler"])
+    torch.Generator().set_state(state["sampler"]["generator"])  # raises for a state on another device
+    torch.Generator().set_state(state["noise"])
 
 
 # -- 2. determinism ---------------------------------------------------------------

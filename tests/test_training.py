@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from disbench.cli import main
-from disbench.data import DeviceSampler
 from disbench.training.scalars import read_scalars
+from disbench.training.group import RunGroup
 from tests.conftest import TESTS, TOY_PROTOCOL
 
 pytestmark = pytest.mark.numerical  # compared against bounds or bit for bit: run again under AVX2 kernels
@@ -34,21 +34,21 @@ def final_weights(run_dir):
 
 
 @contextlib.contextmanager
-def interrupted_at_draw(monkeypatch, draw: int):
-    """Ctrl-C at the ``draw``-th batch drawn inside the block (a toy run draws one a step)."""
-    original, count = DeviceSampler.next, {"n": 0}
+def interrupted_at_step(monkeypatch, step: int):
+    """Ctrl-C as the ``step``-th step of the block begins (counted over every group trained)."""
+    original, count = RunGroup.step, {"n": 0}
 
-    def interrupting_next(self):
+    def interrupting_step(self):
         count["n"] += 1
-        if count["n"] == draw:
+        if count["n"] == step:
             raise KeyboardInterrupt
         return original(self)
 
-    monkeypatch.setattr(DeviceSampler, "next", interrupting_next)
+    monkeypatch.setattr(RunGroup, "step", interrupting_step)
     try:
         yield
     finally:
-        monkeypatch.setattr(DeviceSampler, "next", original)
+        monkeypatch.setattr(RunGroup, "step", original)
 
 
 def test_train_then_evaluate_end_to_end(toy_host, capsys):
@@ -87,7 +87,7 @@ def test_same_seed_same_run_and_other_seed_differs(toy_host):
 def test_resume_after_interrupt_is_bit_identical(toy_host, monkeypatch):
     assert main(train_args("whole", "--no-eval")) == 0
 
-    with interrupted_at_draw(monkeypatch, 17):  # between the checkpoints at steps 10 and 20
+    with interrupted_at_step(monkeypatch, 17):  # between the checkpoints at steps 10 and 20
         assert main(train_args("cut", "--no-eval")) == 130
     assert load("cut")["status"] == "interrupted" and load("cut")["steps"] == 10
     assert main(["train", "--resume", "--out", "cut", "--device", "cpu", "--no-progress", "--no-eval"]) == 0

@@ -1,8 +1,6 @@
-"""Dataset interface, dataset metadata and the on-device batch sampler."""
+"""Dataset interface and dataset metadata."""
 
 from .dataset import FactorGridDataset, GroundTruthDataset, ImageDataset
 from .info import DatasetInfo, dataset_info
-from .sampler import DeviceSampler
 
-__all__ = ["ImageDataset", "GroundTruthDataset", "FactorGridDataset", "DatasetInfo", "dataset_info",
-           "DeviceSampler"]
+__all__ = ["ImageDataset", "GroundTruthDataset", "FactorGridDataset", "DatasetInfo", "dataset_info"]

@@ -10,10 +10,10 @@ parameters (Adam is element-wise, so this is K Adams), and the schedulers
 of all members are stepped at once on the [K] KLs
 (:func:`disbench.schedulers.group_scheduler`).
 
-Each member draws its batches from its own sampler and its noise from its own
-generator, both seeded by its run seed, so a member sees exactly the data and
-noise it would see trained alone; what differs is only the order of
-floating-point operations in the grouped kernels.
+Each member draws its batch indices and noise from its own generators, both
+seeded by its run seed, a block of steps at a time (:mod:`.draws`), so a member
+sees exactly the data and noise it would see trained alone; what differs is
+only the order of floating-point operations in the grouped kernels.
 
 Members are independent: nothing mixes them but the sum of their losses,
 whose gradient is 1 for each. A member whose numbers go non-finite is left
@@ -21,18 +21,20 @@ to itself (its NaNs stay in its slices) and the others train on.
 
 The step is free of host work: the step counter the losses see is a 0-dim
 int64 tensor on the device (``step_count``), the schedulers keep their state
-(their own step counter and set point C(t) included) on the device, and
-nothing reads a value back. So the part of the step from the batch to the
-summed loss — forward, controller, loss, and with it the backward that
-autograd derives from it — is one function (``_compute``) that
-``Protocol.compile`` compiles as it is: ``'compile'`` with ``torch.compile``,
-``'cudagraph'`` with ``torch.compile(mode="reduce-overhead")``, which replays
-it (and its backward) as CUDA graphs. Left outside it, run eagerly: the
-members' draws (one call per member and generator: each member's own stream
-must stay what it is alone, and one call cannot draw from K generators) and
-Adam (``fused`` on CUDA, ``foreach`` elsewhere: a few kernels for all
-parameters). A scheduler group that is not ``capturable`` (a third party's,
-stepped member by member on the host) is stepped outside the compiled code.
+(their own step counter and set point C(t) included) on the device, the
+position in the block of draws too, and nothing reads a value back. So the
+whole step — this step's draws, the batch gathered with one index, forward,
+controller, loss, its gradients (``torch.autograd.grad``), Adam's update (the
+function ``torch.optim.Adam.step`` applies) and the log's sums — is one
+function (``_whole_step``) that ``Protocol.compile`` compiles as one graph:
+``'compile'`` with ``torch.compile(fullgraph=True)``, ``'cudagraph'`` with
+``mode="reduce-overhead"``, which replays it as CUDA graphs. Compiled, Adam is
+multi-tensor and capturable (its step counts on the device); uncompiled, it is
+fused on CUDA and multi-tensor elsewhere, the very update ``Adam.step`` makes.
+On the host between two steps: a new block of draws every 64 steps. A
+scheduler group that is not ``capturable`` (a third party's, stepped member by
+member on the host) is stepped outside the compiled code, which then splits
+around it.
 """
 
 from __future__ import annotations
@@ -42,13 +44,16 @@ import copy
 import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
+from torch.optim.adam import adam as adam_update
+from torch.optim.optimizer import _get_scalar_dtype
 from torch.utils._pytree import tree_map
 
 from ..builders import canonical_device, check_compile_mode
 from ..errors import DisbenchError
-from ..data import DeviceSampler
 from ..models.base import Terms
 from ..schedulers import group_scheduler
+from .draws import BlockDraws
+from .log_sums import LogSums
 
 NOISE_SEED_OFFSET = 0x6E6F6973  # a run's noise generator is seeded with seed + this ("nois")
 
@@ -105,20 +110,19 @@ class RunGroup:
         owned = {p for names in self.auxiliary_names.values() for p in names}
         self.main_names = [p for p in self.params if p not in owned]
         self._auxiliary_owned = owned
-        self.optimizer = adam([self.params[n] for n in self.main_names], protocol.lr, protocol.adam_betas,
-                              self.device)
+        kernel = adam_kernel(self.device, compiled=protocol.compile != "none")
+        self.optimizer = adam([self.params[n] for n in self.main_names], protocol.lr, protocol.adam_betas, kernel)
         self.auxiliary_optimizers = {
-            name: adam([self.params[n] for n in self.auxiliary_names[name]], spec["lr"], spec["betas"],
-                       self.device)
+            name: adam([self.params[n] for n in self.auxiliary_names[name]], spec["lr"], spec["betas"], kernel)
             for name, spec in auxiliary.items()}
         self.schedulers = group_scheduler([m.scheduler for m in models])
         if callable(getattr(self.schedulers, "to", None)):
             self.schedulers.to(self.device)
-        images = images.to(self.device)  # one copy on the device, shared by the members' samplers
-        self.samplers = [DeviceSampler(images, protocol.batch_size, self.device, seed=s) for s in seeds]
-        self.noise_generators = [torch.Generator(device=self.device) for _ in seeds]
-        for generator, seed in zip(self.noise_generators, seeds):
-            generator.manual_seed(int(seed) + NOISE_SEED_OFFSET)
+        self.images = images.to(self.device)  # one copy on the device, read by every member's indices
+        self.draws = BlockDraws([seeded_generator(s, self.device) for s in seeds],
+                                [seeded_generator(int(s) + NOISE_SEED_OFFSET, self.device) for s in seeds],
+                                num_images=self.images.shape[0], batch_size=protocol.batch_size,
+                                latent_dim=self.latent_dim, auxiliary=bool(auxiliary), device=self.device)
         # The step the losses see, on the device (set on resume, advanced by each step).
         self.step_count = torch.zeros((), dtype=torch.int64, device=self.device)
         # The arguments of each call, made once: the same tensors every step (each
@@ -126,9 +130,10 @@ class RunGroup:
         self._forward_state = self._state()
         self._main_state = self._state(owned.__contains__)
         self._auxiliary_state = self._state(lambda name: name not in owned)
+        self.log = LogSums(self.logged_shapes(), self.device)
         self._eager_scheduler_step = torch.compiler.disable(self.schedulers.step)
-        self._compute = self._compiled(self._main_step)
-        self._compute_auxiliary = self._compiled(self._auxiliary_step)
+        self._compute = self._compiled(self._whole_step)
+        self._adam_groups: list | None = None  # each optimizer's tensors, (re)gathered before a step
         self._static_marked = False
 
     def _compiled(self, fn):
@@ -137,11 +142,15 @@ class RunGroup:
         check_compile_mode(self.protocol, self.device)
         if mode == "none":
             return fn
-        compiled = torch.compile(fn, dynamic=False, **({"mode": "reduce-overhead"} if mode == "cudagraph" else {}))
+        # one graph for the whole step, unless a scheduler must run on the host in between
+        fullgraph = bool(getattr(self.schedulers, "capturable", False))
+        compiled = torch.compile(fn, dynamic=False, fullgraph=fullgraph,
+                                 **({"mode": "reduce-overhead"} if mode == "cudagraph" else {}))
 
         def reported(*args):
             try:
-                return compiled(*args)
+                with torch._dynamo.config.patch(trace_autograd_ops=True):  # the gradients, in the graph
+                    return compiled(*args)
             except DisbenchError:
                 raise
             except Exception as exc:  # torch.compile's own failures end in many exception types
@@ -157,8 +166,9 @@ class RunGroup:
         graphs read them where they are instead of copying them in."""
         if self.protocol.compile == "cudagraph":
             for t in (*self._forward_state.values(), *self._main_state.values(),
-                      *self._auxiliary_state.values(), self.step_count,
-                      *getattr(self.schedulers, "state_tensors", list)()):
+                      *self._auxiliary_state.values(), self.step_count, self.images,
+                      *getattr(self.schedulers, "state_tensors", list)(), *self.draws.static_tensors(),
+                      *self.log.tensors(), *(t for g in self._adam_groups for ts in g[:-1] for t in ts)):
                 torch._dynamo.mark_static_address(t)
         self._static_marked = True
 
@@ -178,71 +188,92 @@ class RunGroup:
             return tree_map(lambda t: t.unsqueeze(0), out)
         return self._functions[method](state, *args, *tail)
 
-    # -- random draws, each member from its own generators ------------------------
-    def batches(self) -> torch.Tensor:
-        return torch.stack([s.next() for s in self.samplers])
-
-    def noise(self, uniform: bool = False) -> torch.Tensor:
-        draw = torch.rand if uniform else torch.randn
-        return torch.stack([draw(self.protocol.batch_size, self.latent_dim, generator=g, device=self.device)
-                            for g in self.noise_generators])
+    def _images(self, indices: torch.Tensor) -> torch.Tensor:
+        """The [K, B] indexed images of all members, gathered at once, as floats in [0, 1]."""
+        k, b = indices.shape
+        x = self.images.index_select(0, indices.reshape(-1)).float().div_(255.0)
+        x = x.view(k, b, *self.images.shape[1:])
+        return images_channels_last(x) if self.protocol.channels_last else x
 
     # -- one optimizer step of every member ------------------------------------------
     def step(self) -> tuple[torch.Tensor, dict]:
-        """The next step (counted from 1): forward, β from the [K] detached KLs, loss,
-        backward, Adam; then the auxiliary step. Returns the [K] βs and the step's
-        [K, ...] scalars (tensors; nothing here waits for the device)."""
+        """The next step (counted from 1): this step's draws, forward, β from the [K]
+        detached KLs, loss, gradients, Adam; the auxiliary step; the scalars added to
+        :attr:`log`. Returns the [K] βs and the step's [K, ...] scalars (tensors;
+        nothing here waits for the device). On the host: a new block of draws every
+        :data:`~disbench.training.draws.BLOCK_STEPS` steps."""
+        if self._adam_groups is None:  # first step, or optimizer states loaded
+            self._adam_groups = [adam_tensors(o) for o in (self.optimizer, *self.auxiliary_optimizers.values())]
+            self._static_marked = False
         if not self._static_marked:
             self._mark_static()
         if self.protocol.compile == "cudagraph":
-            # one step = one generation of CUDA graphs: the main and the auxiliary graph's
-            # outputs (the terms, β, the logged scalars) live until the next step begins
+            # one step = one generation of CUDA graphs: its outputs (β, the logged
+            # scalars) stay readable until the next step begins
             torch.compiler.cudagraph_mark_step_begin()
-        x = self.batches()
-        if self.protocol.channels_last:
-            x = images_channels_last(x)
-        loss, beta, logged, terms = self._compute(x, self.noise())
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        if self.auxiliary_optimizers:
-            other_x = self.batches()
-            other = {"x": images_channels_last(other_x) if self.protocol.channels_last else other_x,
-                     "noise": self.noise(), "uniform": self.noise(uniform=True)}
-            aux_loss, auxiliary = self._compute_auxiliary(tree_map(torch.Tensor.detach, terms), other)
-            for optimizer in self.auxiliary_optimizers.values():
-                optimizer.zero_grad(set_to_none=True)
-            aux_loss.backward()
-            for optimizer in self.auxiliary_optimizers.values():
-                optimizer.step()
-            logged.update(auxiliary)
+        self.draws.before_step()
+        beta, logged = self._compute()
+        self.log.count += 1
         return beta, logged
 
-    def _main_step(self, x: torch.Tensor, noise: torch.Tensor):
-        """The step up to the summed loss (what ``Protocol.compile`` compiles)."""
+    def _whole_step(self):
+        """One step of every member, from the draws to Adam (what ``Protocol.compile``
+        compiles, as one graph when the schedulers are capturable)."""
+        indices, normal, uniform = self.draws.take()
         self.step_count.add_(1)
-        terms = self._run("forward", self._forward_state, x, noise)
+        terms = self._run("forward", self._forward_state, self._images(indices[:, 0]), normal[:, 0])
         # Terms.kl, summed once here (not through its cached_property, whose lock
         # torch.compile cannot trace): the controller, the losses and the log read it.
         terms["kl"] = kl = terms["kl_per_dim"].sum(-1)
         beta = self._scheduler_step(kl.detach())
         loss, extras = self._run("loss", self._main_state, terms, beta, step=self.step_count)
+        self._descend(loss.sum(), self._adam_groups[:1])
         logged = {"loss": loss.detach(), "recon": terms["recon"].detach(), "kl": kl.detach(),
                   "kl_per_dim": terms["kl_per_dim"].detach(), **extras}
-        if self.protocol.compile != "none" and self.auxiliary_optimizers:
-            # copies, not views of the terms also returned: AOTAutograd (torch 2.13) fails
-            # to regenerate an output that views another output ("incorrect out shape")
-            logged = {name: value.clone() for name, value in logged.items()}
-        return loss.sum(), beta, logged, (terms if self.auxiliary_optimizers else None)
+        if self.auxiliary_optimizers:
+            other = {"x": self._images(indices[:, 1]), "noise": normal[:, 1], "uniform": uniform}
+            aux_loss, auxiliary = self._run("auxiliary_loss", self._auxiliary_state,
+                                            tree_map(torch.Tensor.detach, terms), other, step=self.step_count)
+            self._descend(aux_loss.sum(), self._adam_groups[1:])
+            logged.update(auxiliary)
+        self.log.add(logged)
+        return beta, logged
+
+    def _descend(self, loss: torch.Tensor, groups: list) -> None:
+        """The gradients of ``loss`` and an Adam step of each optimizer in ``groups`` (the
+        same update as ``torch.optim.Adam.step``, whose wrapper torch.compile cannot trace)."""
+        params = [p for g in groups for p in g[0]]
+        grads = torch.autograd.grad(loss, params)
+        at = 0
+        for group_params, exp_avgs, exp_avg_sqs, steps, settings in groups:
+            n = len(group_params)
+            with torch.no_grad():
+                adam_update(group_params, list(grads[at:at + n]), exp_avgs, exp_avg_sqs, [], steps, **settings)
+            at += n
 
     def _scheduler_step(self, kl: torch.Tensor) -> torch.Tensor:
         if self.protocol.compile != "none" and not getattr(self.schedulers, "capturable", False):
             return self._eager_scheduler_step(kl)  # host state (Python ints): outside compiled code
         return self.schedulers.step(kl)
 
-    def _auxiliary_step(self, terms: dict, other: dict):
-        aux_loss, auxiliary = self._run("auxiliary_loss", self._auxiliary_state, terms, other, step=self.step_count)
-        return aux_loss.sum(), auxiliary
+    @torch.no_grad()
+    def logged_shapes(self) -> dict[str, tuple[int, ...]]:
+        """What :meth:`step` logs and its shapes, found by running the model's methods once
+        on a batch of two images (a model may read its step on the host, so not on
+        ``meta`` tensors): the log's sums exist before the first step."""
+        k, d = self.size, self.latent_dim
+        x = self._images(torch.zeros((k, 2), dtype=torch.int64, device=self.device))
+        noise = torch.zeros((k, 2, d), device=self.device)
+        terms = self._run("forward", self._forward_state, x, noise)
+        terms["kl"] = terms["kl_per_dim"].sum(-1)
+        step = self.step_count + 1  # the step it will see first
+        loss, logged = self._run("loss", self._main_state, terms, torch.ones(k, device=self.device), step=step)
+        logged = {"loss": loss, "recon": terms["recon"], "kl": terms["kl"], "kl_per_dim": terms["kl_per_dim"],
+                  **logged}
+        if self.auxiliary_optimizers:
+            other = {"x": x, "noise": noise, "uniform": noise}
+            logged.update(self._run("auxiliary_loss", self._auxiliary_state, terms, other, step=step)[1])
+        return {key: tuple(value.shape) for key, value in logged.items()}
 
     # -- the members' own states -----------------------------------------------------
     def finite_members(self) -> list[bool]:
@@ -266,8 +297,7 @@ class RunGroup:
             "optimizer": _member_optimizer_state(self.optimizer, k),
             "auxiliary_optimizers": {n: _member_optimizer_state(o, k) for n, o in self.auxiliary_optimizers.items()},
             "scheduler": schedulers[k],
-            "sampler": self.samplers[k].state_dict(),
-            "noise": self.noise_generators[k].get_state(),
+            **_checkpointed_draws(self.draws.member_state(k)),
         } for k in range(self.size)]
 
     def load_member_states(self, states: list[dict], step: int) -> None:
@@ -278,17 +308,17 @@ class RunGroup:
                 p.copy_(torch.stack([s["model"][n] for s in states]).to(p.device))
             for n, b in self.buffers.items():
                 b.copy_(torch.stack([s["model"][n] for s in states]).to(b.device))
+        kernel = adam_kernel(self.device, compiled=self.protocol.compile != "none")
         for optimizer, saved in ((self.optimizer, [s["optimizer"] for s in states]),
                                  *((o, [s["auxiliary_optimizers"][n] for s in states])
                                    for n, o in self.auxiliary_optimizers.items())):
             state = _stacked_optimizer_state(saved)
             for group in state["param_groups"]:  # this device's kernel, not the saving device's
-                group.update(adam_kernel(self.device))  # (before loading: it places the step counts)
+                group.update(kernel)  # (before loading: it places the step counts)
             optimizer.load_state_dict(state)
+        self._adam_groups = None  # new state tensors: gathered again before the next step
         self.schedulers.load_member_state_dicts([s["scheduler"] for s in states])
-        for k, s in enumerate(states):
-            self.samplers[k].load_state_dict(s["sampler"])
-            self.noise_generators[k].set_state(s["noise"])
+        self.draws.load_member_states([_draws_of_checkpoint(s) for s in states])
 
     def write_back(self) -> None:
         """Copy the trained parameters into the member models (for evaluation)."""
@@ -304,14 +334,59 @@ def root_cause(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first[:300]}"
 
 
-def adam_kernel(device: torch.device) -> dict:
-    """Adam's kernel flags for ``device``: fused on CUDA, multi-tensor (foreach) elsewhere."""
-    return {"fused": True, "foreach": False} if device.type == "cuda" else {"fused": False, "foreach": True}
+def adam_kernel(device: torch.device, compiled: bool) -> dict:
+    """Adam's kernel flags: in a compiled step multi-tensor and capturable (its step counts
+    on the device, updated in the graph); else fused on CUDA, multi-tensor elsewhere."""
+    if compiled:
+        return {"fused": False, "foreach": True, "capturable": True}
+    if device.type == "cuda":
+        return {"fused": True, "foreach": False, "capturable": False}
+    return {"fused": False, "foreach": True, "capturable": False}
 
 
-def adam(params, lr: float, betas, device: torch.device) -> torch.optim.Adam:
-    """Adam over ``params``, with the kernel :func:`adam_kernel` picks."""
-    return torch.optim.Adam(params, lr=lr, betas=tuple(betas), **adam_kernel(device))
+def adam(params, lr: float, betas, kernel: dict) -> torch.optim.Adam:
+    """Adam over ``params`` with ``kernel``'s flags. It holds the state and its checkpoint
+    format; the step applies its update with :func:`adam_tensors` (see ``RunGroup._descend``)."""
+    return torch.optim.Adam(params, lr=lr, betas=tuple(betas), **kernel)
+
+
+def adam_tensors(optimizer: torch.optim.Adam) -> tuple:
+    """(params, exp_avgs, exp_avg_sqs, steps, settings) of a one-group Adam, its state
+    made now where it has none (as its first ``step`` would make it)."""
+    (group,) = optimizer.param_groups
+    on_device = group["fused"] or group["capturable"]
+    for p in group["params"]:
+        state = optimizer.state[p]
+        if not state:
+            state["step"] = (torch.zeros((), dtype=_get_scalar_dtype(is_fused=group["fused"]), device=p.device)
+                             if on_device else torch.tensor(0.0, dtype=_get_scalar_dtype()))
+            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+    states = [optimizer.state[p] for p in group["params"]]
+    settings = {"amsgrad": False, "beta1": group["betas"][0], "beta2": group["betas"][1], "lr": group["lr"],
+                "weight_decay": group["weight_decay"], "eps": group["eps"], "maximize": group["maximize"],
+                "foreach": group["foreach"], "capturable": group["capturable"], "fused": group["fused"],
+                "differentiable": False, "decoupled_weight_decay": group.get("decoupled_weight_decay", False)}
+    return (list(group["params"]), [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
+            [s["step"] for s in states], settings)
+
+
+def seeded_generator(seed: int, device: torch.device) -> torch.Generator:
+    generator = torch.Generator(device=device)
+    generator.manual_seed(int(seed))
+    return generator
+
+
+def _checkpointed_draws(state: dict) -> dict:
+    """A member's draws in its checkpoint: the keys of an ordinary run's checkpoint."""
+    return {"sampler": {"generator": state["index"], "block_offset": state["block_offset"]},
+            "noise": state["noise"]}
+
+
+def _draws_of_checkpoint(saved: dict) -> dict:
+    """Inverse of :func:`_checkpointed_draws`; a checkpoint from before blocks has no offset."""
+    return {"index": saved["sampler"]["generator"], "noise": saved["noise"],
+            "block_offset": saved["sampler"].get("block_offset")}
 
 
 def stored_in_order(t: torch.Tensor, order: tuple[int, ...]) -> torch.Tensor:

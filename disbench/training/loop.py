@@ -40,50 +40,23 @@ from ..loggers.base import RunInfo
 from ..loggers.images import cuda_indices, logged_images
 from ..progress import progress_bar
 from ..runs import CONFIG_NAME, METRICS_LOG_NAME, OPERATIVE_CONFIG_NAME, environment, read_results, update_results
+from ..schedulers import scalar_owners
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .group import RunGroup, available_memory_bytes, estimate_memory_bytes
 from .scalars import SCALARS_NAME, ScalarLog, is_finite_row, read_scalars
 
 
-class Accumulator:
-    """Sums per-step [K, ...] tensors on the device: float64 sums allocated at the
-    first step, then added to in place (one multi-tensor add per step) and zeroed
-    after each fetch; ``fetch`` returns each member's means (one host transfer)."""
-
-    def __init__(self):
-        self.sums: dict[str, torch.Tensor] = {}
-        self.count = 0
-
-    def add(self, values: dict) -> None:
-        for key, value in values.items():
-            if key not in self.sums:
-                self.sums[key] = torch.zeros(value.shape, dtype=torch.float64, device=value.device)
-        torch._foreach_add_([self.sums[k] for k in values], [v.detach() for v in values.values()])
-        self.count += 1
-
-    def fetch(self, size: int) -> list[dict]:
-        keys = list(self.sums)
-        flat = torch.cat([self.sums[k].reshape(size, -1) for k in keys], dim=1).cpu() / max(self.count, 1)
-        rows = [{} for _ in range(size)]
-        i = 0
-        for key in keys:
-            width = self.sums[key][0].numel()
-            for k, row in enumerate(flat[:, i:i + width].tolist()):
-                rows[k][key] = row[0] if self.sums[key].ndim == 1 else row
-            i += width
-        torch._foreach_zero_(list(self.sums.values()))
-        self.count = 0
-        return rows
-
-
-def _instantaneous(values: dict, size: int) -> list[dict]:
-    """Each member's β and scheduler scalars at this step (one host transfer)."""
+def _instantaneous(beta: torch.Tensor, schedulers, size: int) -> list[dict]:
+    """Each member's β and the scheduler scalars it owns at this step (``scalar_members``:
+    a member of a mixed group logs what it logs alone)."""
+    scalars = schedulers.scalars()
+    owners = {name: set(ks) for name, ks in scalar_owners(schedulers, scalars, size).items()}
+    values = {"beta": beta, **scalars}
     keys = list(values)
-    if not keys:
-        return [{} for _ in range(size)]
     table = torch.stack([torch.as_tensor(values[k]).detach().to(torch.float64).reshape(size).cpu()
                          for k in keys], dim=1).tolist()
-    return [dict(zip(keys, row)) for row in table]
+    return [{key: v for key, v in zip(keys, row) if key not in owners or k in owners[key]}
+            for k, row in enumerate(table)]
 
 
 @dataclass
@@ -206,7 +179,6 @@ def train_group(run_dirs: list[Path], builts: list[BuiltRun], *, resume: bool = 
             m.last_checkpoint = at_step
             update_results(m.run_dir, steps=at_step, checkpoint_step=at_step, elapsed_seconds=round(elapsed, 3))
 
-    accumulator = Accumulator()
     label = f"{builts[0].run.model} s{','.join(str(b.run.seed) for b in builts)}"
     bar = progress_bar(total=protocol.steps, initial=step, desc=label, unit="step",
                        disable=None if progress is None else not progress)
@@ -215,13 +187,12 @@ def train_group(run_dirs: list[Path], builts: list[BuiltRun], *, resume: bool = 
         while step < end and alive():
             step += 1
             beta, logged = group.step()
-            accumulator.add(logged)
 
             last = step == end
             at_checkpoint = step % protocol.checkpoint_every == 0 or last
             if step % protocol.log_every == 0 or at_checkpoint:
-                means = accumulator.fetch(group.size)
-                now = _instantaneous({"beta": beta, **group.schedulers.scalars()}, group.size)
+                means = group.log.fetch(group.size)
+                now = _instantaneous(beta, group.schedulers, group.size)
                 for m in alive():
                     row = {"step": step, **means[m.index], **now[m.index]}
                     if not is_finite_row(row):
@@ -311,7 +282,7 @@ def send_images(loggers, group: RunGroup, members: list[Member], step: int) -> N
         group.write_back()
         for m in members:
             kl = (m.last_row or {}).get("kl_per_dim")
-            loggers.images(m.index, step, logged_images(m.built.model, group.samplers[0].images, kl))
+            loggers.images(m.index, step, logged_images(m.built.model, group.images, kl))
 
 
 def scheduler_config(scheduler) -> dict:
