@@ -40,6 +40,7 @@ around it.
 from __future__ import annotations
 
 import copy
+from contextlib import nullcontext
 
 import torch
 from torch import nn
@@ -143,14 +144,15 @@ class RunGroup:
         if mode == "none":
             return fn
         # one graph for the whole step, unless a scheduler must run on the host in between
-        fullgraph = bool(getattr(self.schedulers, "capturable", False))
+        tracing_gradients = hasattr(torch._dynamo.config, "trace_autograd_ops")  # older torch: a graph break
+        fullgraph = bool(getattr(self.schedulers, "capturable", False)) and tracing_gradients
         compiled = torch.compile(fn, dynamic=False, fullgraph=fullgraph,
                                  **({"mode": "reduce-overhead"} if mode == "cudagraph" else {}))
 
         def reported(*args):
             try:
-                with torch._dynamo.config.patch(trace_autograd_ops=True):  # the gradients, in the graph
-                    return compiled(*args)
+                with torch._dynamo.config.patch(trace_autograd_ops=True) if tracing_gradients else nullcontext():
+                    return compiled(*args)  # the gradients, in the graph
             except DisbenchError:
                 raise
             except Exception as exc:  # torch.compile's own failures end in many exception types
@@ -366,7 +368,9 @@ def adam_tensors(optimizer: torch.optim.Adam) -> tuple:
     settings = {"amsgrad": False, "beta1": group["betas"][0], "beta2": group["betas"][1], "lr": group["lr"],
                 "weight_decay": group["weight_decay"], "eps": group["eps"], "maximize": group["maximize"],
                 "foreach": group["foreach"], "capturable": group["capturable"], "fused": group["fused"],
-                "differentiable": False, "decoupled_weight_decay": group.get("decoupled_weight_decay", False)}
+                "differentiable": False}
+    if "decoupled_weight_decay" in group:  # torch >= 2.7
+        settings["decoupled_weight_decay"] = group["decoupled_weight_decay"]
     return (list(group["params"]), [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
             [s["step"] for s in states], settings)
 
