@@ -21,7 +21,18 @@ counts), so that a machine whose load changes affects all alike.
 
     python benchmarks/bench_throughput.py [--device auto] [--batch 128] [--steps 10]
         [--rounds 3] [--ks 2,4,8] [--options bf16,channels_last] [--compile]
-        [--cudagraph] [--cudagraph-ks 16] [--json out.json]
+        [--cudagraph] [--cudagraph-ks 16] [--max-seconds S] [--json out.json]
+
+The output and the JSON name the hardware (the CPU model, the kernel level torch
+dispatches to — ``torch.backends.cpu.get_cpu_capability()``, lowered by
+``ATEN_CPU_CAPABILITY`` — and its threads; the GPU on CUDA) and end with the ratio
+``default / reference`` (disbench's default run against the reference loop, images/s; the
+JSON's ``default_vs_reference``, and ``default_vs_reference_each_round`` for its spread).
+The JSON is rewritten (atomically) after every configuration built and every one timed,
+so a run stopped midway keeps what it measured; ``--max-seconds`` stops building
+configurations and starting rounds after that long (those left out are listed under
+``not_timed``). A 1-minute load of 0.5 or more on the CPU is warned about: measure on an
+idle machine.
 
 On CUDA every disbench step also runs once under
 ``torch.cuda.set_sync_debug_mode("error")`` (a host synchronisation inside the
@@ -31,10 +42,11 @@ step fails loudly and is reported).
 from __future__ import annotations
 
 import argparse
-import json
+import itertools
 import os
 import platform
 import statistics
+import sys
 import time
 from dataclasses import replace
 
@@ -43,7 +55,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from disbench.builders import resolve_device
 from disbench.config import Protocol
-from disbench.determinism import cpu_name
+from disbench.execution import CPU_ENV, cpu_facts, device_facts
+from disbench.io import atomic_write_json
 from disbench.plugins import get_registry
 from disbench.training.group import RunGroup
 
@@ -148,6 +161,61 @@ def configurations(args, device) -> dict:
     return configs
 
 
+def cpu_identity() -> str | None:
+    """Vendor, family, model and stepping from /proc/cpuinfo: in a VM the model name may say only
+    'AMD EPYC', and these tell its generation (family 25 model 17: Zen 4)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            first = [line.split(":", 1) for line in itertools.takewhile(str.strip, f) if ":" in line]
+    except OSError:
+        return None
+    fields = {key.strip(): value.strip() for key, value in first}
+    if "cpu family" not in fields:
+        return None
+    return (f"{fields.get('vendor_id', '?')} family {fields['cpu family']} model {fields.get('model', '?')} "
+            f"stepping {fields.get('stepping', '?')}")
+
+
+def hardware(device) -> dict:
+    """What ran it: the CPU, the kernel level torch dispatches to, threads; the GPU on CUDA."""
+    facts = {"cpu": {**cpu_facts(), "id": cpu_identity()}, "threads": torch.get_num_threads(),
+             "interop_threads": torch.get_num_interop_threads()}
+    if device.type == "cuda":
+        facts["gpu"] = device_facts(device)
+    return facts
+
+
+def describe_hardware(facts: dict) -> str:
+    cpu = facts["cpu"]
+    name = f"{cpu['name']} ({cpu['id']})" if cpu.get("id") else cpu["name"]
+    forced = ", ".join(f"{k}={cpu[k]}" for k in CPU_ENV if k in cpu)
+    kernels = f"{cpu['capability']} ({forced})" if forced else cpu["capability"]
+    line = f"{name}, torch CPU kernels {kernels}, {facts['threads']} threads"
+    gpu = facts.get("gpu")
+    return line + (f"; GPU {gpu['name']} (capability {gpu['capability']})" if gpu else "")
+
+
+def summarize(runners: dict, times: dict) -> dict:
+    """Every configuration timed so far: its median over the rounds done (each round's kept: the spread
+    says how steady the machine was), and its ratio to the reference."""
+    timed = {name: statistics.median(t) for name, t in times.items() if t}
+    if "reference" not in timed:
+        return {}
+    reference = runners["reference"].images_per_step / timed["reference"]
+    results = {}
+    for name, seconds in timed.items():
+        runner = runners[name]
+        aggregate = runner.images_per_step / seconds
+        k = getattr(runner, "k", 1)
+        results[name] = {"runs": k, "rounds": len(times[name]), "ms_per_step": round(seconds * 1e3, 2),
+                         "ms_per_step_each_round": [round(t * 1e3, 1) for t in times[name]],
+                         "images_per_s_per_run": round(aggregate / k, 1),
+                         "images_per_s_aggregate": round(aggregate, 1),
+                         "run_steps_per_s": round(k / seconds, 2),
+                         "vs_reference": round(aggregate / reference, 2)}
+    return results
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="auto")
@@ -161,48 +229,91 @@ def main(argv=None) -> int:
     p.add_argument("--cudagraph", action="store_true",
                    help="on CUDA, also time Protocol.compile = 'cudagraph' (one run, and --cudagraph-ks groups)")
     p.add_argument("--cudagraph-ks", default="", help="fused group sizes also timed under 'cudagraph'")
-    p.add_argument("--json", help="also write the results here")
+    p.add_argument("--max-seconds", type=float, default=None,
+                   help="build no further configuration and start no further round after this many seconds "
+                        "(the reference and disbench are always built, one round always runs)")
+    p.add_argument("--json", help="also write the results here (rewritten after every configuration)")
     args = p.parse_args(argv)
+    started = time.monotonic()
+
+    def over_time() -> bool:
+        return args.max_seconds is not None and time.monotonic() - started > args.max_seconds
+
     device = resolve_device(args.device)
-    setup = {"device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
-             else cpu_name(), "cpu": cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+    setup = {"device": str(device), "hardware": hardware(device), "torch": torch.__version__,
              "batch": args.batch, "steps": args.steps, "rounds": args.rounds, "machine": platform.machine(),
              "load_average_before": os.getloadavg()}
-    print(json.dumps(setup), flush=True)
+    print(f"hardware: {describe_hardware(setup['hardware'])}", flush=True)
+    if device.type == "cpu" and setup["load_average_before"][0] >= 0.5:
+        print(f"warning: 1-minute load {setup['load_average_before'][0]:.2f} >= 0.5: "
+              f"other work shares this CPU and slows every configuration unevenly", file=sys.stderr, flush=True)
+    # rewritten after every configuration built and timed: a run killed midway keeps what it measured
+    report = {"setup": setup, "results": {}, "not_timed": {}, "default_vs_reference": None, "complete": False}
 
-    runners = {}
+    runners: dict = {}
     for name, make in configurations(args, device).items():
-        runners[name] = make()
-        for _ in range(args.warmup):
-            runners[name].step()
+        if name not in ("reference", "disbench") and over_time():
+            report["not_timed"][name] = f"not built: --max-seconds {args.max_seconds:g} reached"
+            continue
+        try:
+            runners[name] = make()
+            for _ in range(args.warmup):
+                runners[name].step()
+        except Exception as exc:  # one configuration that fails (a compile) must not lose the others
+            if name in ("reference", "disbench"):
+                raise
+            runners.pop(name, None)
+            report["not_timed"][name] = failed(exc)
+        report["built"] = list(runners)
+        finish(report, args.json)
     times: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(args.rounds):
-        for name, runner in runners.items():
-            times[name].append(time_steps(runner, device, args.steps))
-    reference = runners["reference"].images_per_step / statistics.median(times["reference"])
-    results = {}
+    for round_index in range(args.rounds):
+        if round_index and over_time():
+            report["rounds_stopped"] = (f"after {round_index} of {args.rounds} rounds: --max-seconds "
+                                        f"{args.max_seconds:g} reached")
+            break
+        for name, runner in list(runners.items()):
+            try:
+                times[name].append(time_steps(runner, device, args.steps))
+            except Exception as exc:
+                if name in ("reference", "disbench"):
+                    raise
+                del runners[name], times[name]
+                report["not_timed"][name] = failed(exc)
+            report["results"] = summarize(runners, times)
+            finish(report, args.json)
+    results = report["results"]
     for name, runner in runners.items():
-        seconds = statistics.median(times[name])
-        aggregate = runner.images_per_step / seconds
-        k = getattr(runner, "k", 1)
-        results[name] = {"runs": k, "ms_per_step": round(seconds * 1e3, 2),
-                         "images_per_s_per_run": round(aggregate / k, 1),
-                         "images_per_s_aggregate": round(aggregate, 1),
-                         "run_steps_per_s": round(k / seconds, 2),
-                         "vs_reference": round(aggregate / reference, 2)}
         if device.type == "cuda" and name != "reference":
             results[name]["host_syncs_in_step"] = sync_check(runner)
         print(f"{name:>22}: {results[name]}", flush=True)
+    for name, why in report["not_timed"].items():
+        print(f"{name:>22}: not timed: {why}", flush=True)
+    default, reference = (results[n]["images_per_s_aggregate"] for n in ("disbench", "reference"))
+    report["default_vs_reference"] = ratio = round(default / reference, 3)
+    # the same ratio within each round (both timed seconds apart): a machine whose speed drifts
+    # during the run moves both alike, so the spread of these says how far to trust the ratio
+    report["default_vs_reference_each_round"] = rounds = [round(r / d, 3) for r, d in
+                                                          zip(times["reference"], times["disbench"])]
+    print(f"default / reference: {ratio:.3f}x ({default} vs {reference} images/s, median of {len(rounds)} "
+          f"rounds of {args.steps} steps; round by round {min(rounds):.3f}-{max(rounds):.3f}x, median "
+          f"{statistics.median(rounds):.3f}x; {describe_hardware(setup['hardware'])})", flush=True)
     setup["load_average_after"] = os.getloadavg()
-    return finish(setup, results, args.json)
+    report["complete"] = True
+    status = finish(report, args.json)
+    return 1 if any(why.startswith("failed") for why in report["not_timed"].values()) else status
 
 
-def finish(setup: dict, results: dict, json_path: str | None) -> int:
-    """Write the JSON (if asked); exit status 1 if any step synchronised with the host."""
+def failed(exc: Exception) -> str:
+    return f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+
+
+def finish(report: dict, json_path: str | None) -> int:
+    """Write the report (if asked; atomically: a reader never sees half of it); exit status 1 if any
+    step synchronised with the host (a configuration that failed also gives 1, in ``main``)."""
     if json_path:
-        with open(json_path, "w") as f:
-            json.dump({"setup": setup, "results": results}, f, indent=2)
-    syncs = [n for n, r in results.items() if r.get("host_syncs_in_step", "none") != "none"]
+        atomic_write_json(json_path, report)
+    syncs = [n for n, r in report["results"].items() if r.get("host_syncs_in_step", "none") != "none"]
     return 1 if syncs else 0
 
 

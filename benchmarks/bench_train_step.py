@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     for name in args.models.split(","):
         results[name] = bench_model(name, device, args.batch, args.steps)
         print(f"{name:>12}: {results[name]}", flush=True)
-    return finish(setup, results, args.json)
+    return finish({"setup": setup, "results": results}, args.json)
 
 
 if __name__ == "__main__":
