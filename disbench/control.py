@@ -63,8 +63,26 @@ def kl_moving_average(window: torch.Tensor, pos: torch.Tensor, kl: torch.Tensor)
     return y / width, window, torch.remainder(pos + 1, width)
 
 
+class StatelessSetpoint:
+    """The state (none) and the repr of a set point that is a function of t alone; its
+    ``config`` holds what it was built with."""
+
+    config: dict
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if not isinstance(state, dict):
+            raise ValueError(f"{type(self).__name__}.load_state_dict expects a dict, got {type(state).__name__}")
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config.items() if k != "name")
+        return f"{type(self).__name__}({args})"
+
+
 @gin.configurable
-class ConstantSetpoint:
+class ConstantSetpoint(StatelessSetpoint):
     """C(t) = ``value`` for every step t >= 1 (docs/controllers.md). The harness's own set
     point, so that any closed-loop scheduler can be given a constant target (a number)."""
 
@@ -85,16 +103,6 @@ class ConstantSetpoint:
     def value_tensor(self, t: torch.Tensor) -> torch.Tensor:
         """``value`` of an integer step tensor (a fill on its device, float64)."""
         return torch.full(t.shape, self.constant, dtype=torch.float64, device=t.device)
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        if not isinstance(state, dict):
-            raise ValueError(f"ConstantSetpoint.load_state_dict expects a dict, got {type(state).__name__}")
-
-    def __repr__(self) -> str:
-        return f"ConstantSetpoint(value={self.constant!r})"
 
 
 def resolve_setpoint(setpoint, default: Callable[[], Any] | None, owner: str):

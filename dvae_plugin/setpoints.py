@@ -28,7 +28,8 @@ from __future__ import annotations
 import gin
 import torch
 
-from disbench.control import ConstantSetpoint  # noqa: F401  (the harness's; registered here as 'constant')
+# ConstantSetpoint: the harness's, registered here as 'constant'
+from disbench.control import ConstantSetpoint, StatelessSetpoint  # noqa: F401
 
 from .arg_checks import integer, real, training_step
 
@@ -53,23 +54,8 @@ def _climb(owner: str, start, stop, step) -> tuple[float, float, float]:
     return start, stop, real(owner, "step", step, ge=0)
 
 
-class _StatelessSetpoint:
-    config: dict
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        if not isinstance(state, dict):
-            raise ValueError(f"{type(self).__name__}.load_state_dict expects a dict, got {type(state).__name__}")
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.config.items() if k != "name")
-        return f"{type(self).__name__}({args})"
-
-
 @gin.configurable
-class HybridAnnealing(_StatelessSetpoint):
+class HybridAnnealing(StatelessSetpoint):
     """DynamicVAE's hybrid annealing (docs/controllers.md, paper §3 and Fig. 7).
 
     C starts at ``start``; at every step t with ``t >= period`` and
@@ -118,7 +104,7 @@ class HybridAnnealing(_StatelessSetpoint):
 
 
 @gin.configurable
-class StepAnnealing(_StatelessSetpoint):
+class StepAnnealing(StatelessSetpoint):
     """Step annealing (docs/controllers.md; ControlVAE, DynamicVAE-step ablation).
 
     C starts at ``start`` and grows by ``step`` at every t with ``t % period == 0``,

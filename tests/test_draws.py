@@ -62,7 +62,7 @@ def test_a_checkpoint_from_before_blocks_continues_from_its_generators():
     for _ in range(3):
         torch.randint(0, 50, (8,), generator=index), torch.randn(8, 4, generator=noise)
     resumed = draws([9])
-    resumed.load_member_states([{"index": index.get_state(), "noise": noise.get_state(), "block_offset": None}])
+    resumed.load_member_states([{"sampler": {"generator": index.get_state()}, "noise": noise.get_state()}])
     expected = (torch.randint(0, 50, (8,), generator=index), torch.randn(8, 4, generator=noise))
     indices, normal, _ = taken(resumed, 1)[0]
     assert torch.equal(indices[0, 0], expected[0]) and torch.equal(normal[0, 0], expected[1])

@@ -74,22 +74,22 @@ class BlockDraws:
 
     # -- checkpoints --------------------------------------------------------------------
     def member_state(self, k: int) -> dict:
-        """Member ``k``'s generators at the start of its current block, and how far into it."""
-        if not self.block_start:  # nothing drawn yet: the generators as they are
-            return {"index": self.index_generators[k].get_state(), "noise": self.noise_generators[k].get_state(),
-                    "block_offset": 0}
+        """Member ``k``'s draws as its checkpoint holds them: its generators at the start of
+        its current block (as they are when nothing was drawn yet), and how far into it."""
+        if not self.block_start:
+            return {"sampler": {"generator": self.index_generators[k].get_state(), "block_offset": 0},
+                    "noise": self.noise_generators[k].get_state()}
         index, noise = self.block_start[k]
-        return {"index": index, "noise": noise, "block_offset": self.used}
+        return {"sampler": {"generator": index, "block_offset": self.used}, "noise": noise}
 
     def load_member_states(self, states: list[dict]) -> None:
-        """Continue from :meth:`member_state` of each member (one offset for all). A state
-        without ``block_offset`` (saved before blocks) is the generators after the last
-        step: the next step starts a new block from it."""
-        for generators, state in ((self.index_generators, [s["index"] for s in states]),
-                                  (self.noise_generators, [s["noise"] for s in states])):
-            for generator, saved in zip(generators, state):
-                generator.set_state(saved)
-        offsets = {s.get("block_offset") for s in states}
+        """Continue from each member's checkpoint (:meth:`member_state`; one offset for all).
+        A checkpoint without ``block_offset`` (saved before blocks) holds the generators
+        after the last step: the next step starts a new block from them."""
+        for index, noise, state in zip(self.index_generators, self.noise_generators, states):
+            index.set_state(state["sampler"]["generator"])
+            noise.set_state(state["noise"])
+        offsets = {s["sampler"].get("block_offset") for s in states}
         if offsets != {None}:
             (offset,) = offsets
             self._draw()

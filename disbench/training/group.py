@@ -111,10 +111,12 @@ class RunGroup:
         owned = {p for names in self.auxiliary_names.values() for p in names}
         self.main_names = [p for p in self.params if p not in owned]
         self._auxiliary_owned = owned
-        kernel = adam_kernel(self.device, compiled=protocol.compile != "none")
-        self.optimizer = adam([self.params[n] for n in self.main_names], protocol.lr, protocol.adam_betas, kernel)
+        self._adam_kernel = adam_kernel(self.device, compiled=protocol.compile != "none")
+        self.optimizer = adam([self.params[n] for n in self.main_names], protocol.lr, protocol.adam_betas,
+                              self._adam_kernel)
         self.auxiliary_optimizers = {
-            name: adam([self.params[n] for n in self.auxiliary_names[name]], spec["lr"], spec["betas"], kernel)
+            name: adam([self.params[n] for n in self.auxiliary_names[name]], spec["lr"], spec["betas"],
+                       self._adam_kernel)
             for name, spec in auxiliary.items()}
         self.schedulers = group_scheduler([m.scheduler for m in models])
         if callable(getattr(self.schedulers, "to", None)):
@@ -223,23 +225,34 @@ class RunGroup:
         compiles, as one graph when the schedulers are capturable)."""
         indices, normal, uniform = self.draws.take()
         self.step_count.add_(1)
-        terms = self._run("forward", self._forward_state, self._images(indices[:, 0]), normal[:, 0])
-        # Terms.kl, summed once here (not through its cached_property, whose lock
-        # torch.compile cannot trace): the controller, the losses and the log read it.
-        terms["kl"] = kl = terms["kl_per_dim"].sum(-1)
-        beta = self._scheduler_step(kl.detach())
-        loss, extras = self._run("loss", self._main_state, terms, beta, step=self.step_count)
+        terms = self._terms(self._images(indices[:, 0]), normal[:, 0])
+        beta = self._scheduler_step(terms["kl"].detach())
+        loss, logged = self._loss(terms, beta, self.step_count)
         self._descend(loss.sum(), self._adam_groups[:1])
-        logged = {"loss": loss.detach(), "recon": terms["recon"].detach(), "kl": kl.detach(),
-                  "kl_per_dim": terms["kl_per_dim"].detach(), **extras}
         if self.auxiliary_optimizers:
             other = {"x": self._images(indices[:, 1]), "noise": normal[:, 1], "uniform": uniform}
-            aux_loss, auxiliary = self._run("auxiliary_loss", self._auxiliary_state,
-                                            tree_map(torch.Tensor.detach, terms), other, step=self.step_count)
+            aux_loss, auxiliary = self._auxiliary_loss(terms, other, self.step_count)
             self._descend(aux_loss.sum(), self._adam_groups[1:])
             logged.update(auxiliary)
         self.log.add(logged)
         return beta, logged
+
+    def _terms(self, x: torch.Tensor, noise: torch.Tensor) -> dict:
+        terms = self._run("forward", self._forward_state, x, noise)
+        # Terms.kl, summed once here (not through its cached_property, whose lock
+        # torch.compile cannot trace): the controller, the losses and the log read it.
+        terms["kl"] = terms["kl_per_dim"].sum(-1)
+        return terms
+
+    def _loss(self, terms: dict, beta: torch.Tensor, step: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """The members' [K] losses and what the step logs of them."""
+        loss, extras = self._run("loss", self._main_state, terms, beta, step=step)
+        return loss, {"loss": loss.detach(), "recon": terms["recon"].detach(), "kl": terms["kl"].detach(),
+                      "kl_per_dim": terms["kl_per_dim"].detach(), **extras}
+
+    def _auxiliary_loss(self, terms: dict, other: dict, step: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        return self._run("auxiliary_loss", self._auxiliary_state, tree_map(torch.Tensor.detach, terms), other,
+                         step=step)
 
     def _descend(self, loss: torch.Tensor, groups: list) -> None:
         """The gradients of ``loss`` and an Adam step of each optimizer in ``groups`` (the
@@ -263,18 +276,13 @@ class RunGroup:
         """What :meth:`step` logs and its shapes, found by running the model's methods once
         on a batch of two images (a model may read its step on the host, so not on
         ``meta`` tensors): the log's sums exist before the first step."""
-        k, d = self.size, self.latent_dim
-        x = self._images(torch.zeros((k, 2), dtype=torch.int64, device=self.device))
-        noise = torch.zeros((k, 2, d), device=self.device)
-        terms = self._run("forward", self._forward_state, x, noise)
-        terms["kl"] = terms["kl_per_dim"].sum(-1)
+        x = self._images(torch.zeros((self.size, 2), dtype=torch.int64, device=self.device))
+        noise = torch.zeros((self.size, 2, self.latent_dim), device=self.device)
+        terms = self._terms(x, noise)
         step = self.step_count + 1  # the step it will see first
-        loss, logged = self._run("loss", self._main_state, terms, torch.ones(k, device=self.device), step=step)
-        logged = {"loss": loss, "recon": terms["recon"], "kl": terms["kl"], "kl_per_dim": terms["kl_per_dim"],
-                  **logged}
+        _, logged = self._loss(terms, torch.ones(self.size, device=self.device), step)
         if self.auxiliary_optimizers:
-            other = {"x": x, "noise": noise, "uniform": noise}
-            logged.update(self._run("auxiliary_loss", self._auxiliary_state, terms, other, step=step)[1])
+            logged.update(self._auxiliary_loss(terms, {"x": x, "noise": noise, "uniform": noise}, step)[1])
         return {key: tuple(value.shape) for key, value in logged.items()}
 
     # -- the members' own states -----------------------------------------------------
@@ -299,7 +307,7 @@ class RunGroup:
             "optimizer": _member_optimizer_state(self.optimizer, k),
             "auxiliary_optimizers": {n: _member_optimizer_state(o, k) for n, o in self.auxiliary_optimizers.items()},
             "scheduler": schedulers[k],
-            **_checkpointed_draws(self.draws.member_state(k)),
+            **self.draws.member_state(k),
         } for k in range(self.size)]
 
     def load_member_states(self, states: list[dict], step: int) -> None:
@@ -310,17 +318,16 @@ class RunGroup:
                 p.copy_(torch.stack([s["model"][n] for s in states]).to(p.device))
             for n, b in self.buffers.items():
                 b.copy_(torch.stack([s["model"][n] for s in states]).to(b.device))
-        kernel = adam_kernel(self.device, compiled=self.protocol.compile != "none")
         for optimizer, saved in ((self.optimizer, [s["optimizer"] for s in states]),
                                  *((o, [s["auxiliary_optimizers"][n] for s in states])
                                    for n, o in self.auxiliary_optimizers.items())):
             state = _stacked_optimizer_state(saved)
             for group in state["param_groups"]:  # this device's kernel, not the saving device's
-                group.update(kernel)  # (before loading: it places the step counts)
+                group.update(self._adam_kernel)  # (before loading: it places the step counts)
             optimizer.load_state_dict(state)
         self._adam_groups = None  # new state tensors: gathered again before the next step
         self.schedulers.load_member_state_dicts([s["scheduler"] for s in states])
-        self.draws.load_member_states([_draws_of_checkpoint(s) for s in states])
+        self.draws.load_member_states(states)
 
     def write_back(self) -> None:
         """Copy the trained parameters into the member models (for evaluation)."""
@@ -379,18 +386,6 @@ def seeded_generator(seed: int, device: torch.device) -> torch.Generator:
     generator = torch.Generator(device=device)
     generator.manual_seed(int(seed))
     return generator
-
-
-def _checkpointed_draws(state: dict) -> dict:
-    """A member's draws in its checkpoint: the keys of an ordinary run's checkpoint."""
-    return {"sampler": {"generator": state["index"], "block_offset": state["block_offset"]},
-            "noise": state["noise"]}
-
-
-def _draws_of_checkpoint(saved: dict) -> dict:
-    """Inverse of :func:`_checkpointed_draws`; a checkpoint from before blocks has no offset."""
-    return {"index": saved["sampler"]["generator"], "noise": saved["noise"],
-            "block_offset": saved["sampler"].get("block_offset")}
 
 
 def stored_in_order(t: torch.Tensor, order: tuple[int, ...]) -> torch.Tensor:
