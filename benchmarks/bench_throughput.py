@@ -18,10 +18,15 @@ counts), so that a machine whose load changes affects all alike.
   ``Protocol.compile = 'cudagraph'``, the step's forward and backward replayed as
   CUDA graphs, for one run and for the groups of ``--cudagraph-ks``.
 * ``fused K=n``: n runs trained as one group; images/s is the aggregate.
+* ``table1 K=n`` (``--table1-ks``): the paper's Table 1 as one group — its six models
+  (VAE, β-VAE, FactorVAE, β-TCVAE, ControlVAE, DynamicVAE), n/6 runs of each, one
+  forward pass for all, each model's loss over its runs (under ``cudagraph`` too with
+  ``--cudagraph`` on CUDA). Its ``run_steps_per_s`` is the figure the GPU target is
+  stated in: 6,250 run-steps/s, 45 M run-steps in 2 hours.
 
     python benchmarks/bench_throughput.py [--device auto] [--batch 128] [--steps 10]
         [--rounds 3] [--ks 2,4,8] [--options bf16,channels_last] [--compile]
-        [--cudagraph] [--cudagraph-ks 16] [--max-seconds S] [--json out.json]
+        [--cudagraph] [--cudagraph-ks 16] [--table1-ks 30] [--max-seconds S] [--json out.json]
 
 The output and the JSON name the hardware (the CPU model, the kernel level torch
 dispatches to — ``torch.backends.cpu.get_cpu_capability()``, lowered by
@@ -68,10 +73,13 @@ def images_uint8(n: int = NUM_IMAGES) -> torch.Tensor:
     return (torch.rand(n, 1, 64, 64, generator=g) > 0.9).to(torch.uint8) * 255
 
 
-def new_model(device, seed: int):
+TABLE_1 = ("vae", "betavae_h", "factorvae", "betatcvae", "controlvae", "dynamicvae")  # the paper's Table 1
+
+
+def new_model(device, seed: int, name: str = "dynamicvae"):
     torch.manual_seed(seed)
-    return get_registry("models").get("dynamicvae")(latent_dim=10, num_channels=1, likelihood="bernoulli",
-                                                    dataset_size=NUM_IMAGES).to(device)
+    return get_registry("models").get(name)(latent_dim=10, num_channels=1, likelihood="bernoulli",
+                                            dataset_size=NUM_IMAGES).to(device)
 
 
 class Reference:
@@ -105,10 +113,13 @@ class Reference:
 
 
 class Disbench:
-    def __init__(self, device, batch: int, k: int = 1, **options):
+    """A group of ``k`` runs: of DynamicVAE, or of ``models`` (k / len(models) runs of each)."""
+
+    def __init__(self, device, batch: int, k: int = 1, models: tuple = ("dynamicvae",), **options):
         protocol = replace(Protocol(batch_size=batch, lr=1e-4, adam_betas=(0.9, 0.99)), **options)
-        self.group = RunGroup([new_model(device, s) for s in range(k)], images_uint8(), list(range(k)),
-                              protocol, device)
+        names = [name for name in models for _ in range(k // len(models))]  # each model's runs together
+        self.group = RunGroup([new_model(device, s, name) for s, name in enumerate(names)], images_uint8(),
+                              list(range(k)), protocol, device)
         self.batch, self.k, self.t = batch, k, 0
 
     def step(self) -> None:
@@ -158,7 +169,20 @@ def configurations(args, device) -> dict:
         for k in (int(k) for k in filter(None, args.cudagraph_ks.split(","))):
             configs[f"fused K={k} cudagraph"] = (lambda k: lambda: Disbench(device, args.batch, k,
                                                                              compile="cudagraph"))(k)
+    for k in table1_sizes(args.table1_ks):
+        configs[f"table1 K={k}"] = (lambda k: lambda: Disbench(device, args.batch, k, TABLE_1))(k)
+        if args.cudagraph and device.type == "cuda":
+            configs[f"table1 K={k} cudagraph"] = (lambda k: lambda: Disbench(device, args.batch, k, TABLE_1,
+                                                                              compile="cudagraph"))(k)
     return configs
+
+
+def table1_sizes(text: str) -> list[int]:
+    sizes = [int(k) for k in filter(None, text.split(","))]
+    if any(k < len(TABLE_1) or k % len(TABLE_1) for k in sizes):
+        raise SystemExit(f"--table1-ks {text!r}: each size must be a multiple of {len(TABLE_1)} "
+                         f"(runs of each of {', '.join(TABLE_1)})")
+    return sizes
 
 
 def cpu_identity() -> str | None:
@@ -229,6 +253,7 @@ def main(argv=None) -> int:
     p.add_argument("--cudagraph", action="store_true",
                    help="on CUDA, also time Protocol.compile = 'cudagraph' (one run, and --cudagraph-ks groups)")
     p.add_argument("--cudagraph-ks", default="", help="fused group sizes also timed under 'cudagraph'")
+    p.add_argument("--table1-ks", default="", help="sizes of a group of the paper's six models (multiples of 6)")
     p.add_argument("--max-seconds", type=float, default=None,
                    help="build no further configuration and start no further round after this many seconds "
                         "(the reference and disbench are always built, one round always runs)")

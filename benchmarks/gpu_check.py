@@ -11,12 +11,14 @@ The phases (``PHASES``), essential ones first:
    resumed with ``--resume`` must end bit-identical to the same run uninterrupted
    (checkpoint RNG states are restored on the CPU whatever the device); ``disbench
    verify`` then replays the uninterrupted run (its log and final checkpoint, bit for bit).
-4. ``fused_compare``: a compare of 4 seeds of DynamicVAE as one fused group, killed
-   with SIGKILL after its first checkpoint and run again: every member ends
-   bit-identical to an uninterrupted fused compare.
+4. ``fused_compare``: a compare of 2 seeds of DynamicVAE and 2 of FactorVAE as one
+   fused group of two models (FactorVAE's discriminator included), killed with SIGKILL
+   after its first checkpoint and run again: every member ends bit-identical to an
+   uninterrupted fused compare.
 5. ``cudagraph``: ``bench_throughput.py --cudagraph`` (``Protocol.compile =
-   'cudagraph'`` for a run and a group of 16; CUDA only, recorded as skipped on the CPU).
-6. ``throughput``: ``bench_throughput.py`` up to K = 64, each step also run under
+   'cudagraph'`` for a run, a group of 16 and the paper's Table 1 as one group of 30:
+   six models x 5 runs; CUDA only, recorded as skipped on the CPU).
+6. ``throughput``: ``bench_throughput.py`` up to K = 64 and Table 1's group of 30, each step also run under
    ``torch.cuda.set_sync_debug_mode("error")``; it is given what is left of the budget
    (``--max-seconds``) and rewrites its JSON after every configuration.
 
@@ -296,9 +298,13 @@ def verify(check: Check, run_dir: Path) -> dict:
             "bit_for_bit": done.returncode == 0 and "bit for bit" in report and "differently" not in report}
 
 
+FUSED_MEMBERS = [(model, seed) for model in ("dynamicvae", "factorvae") for seed in (1, 2)]  # one group
+
+
 def compare_command(out: Path) -> list[str]:
-    return disbench_command("compare", out, "--models", "dynamicvae", "--seeds", "1-4", "--deterministic",
-                            "--fuse", "4", "--metrics", "mig", "--no-figures")
+    return disbench_command("compare", out, "--models", "dynamicvae,factorvae", "--seeds", "1-2",
+                            "--deterministic", "--fuse", str(len(FUSED_MEMBERS)), "--metrics", "mig",
+                            "--no-figures")
 
 
 def fused_compare_killed_and_rerun(check: Check, root: Path) -> dict:
@@ -306,12 +312,16 @@ def fused_compare_killed_and_rerun(check: Check, root: Path) -> dict:
     started = time.perf_counter()
     check.run("fused_compare-straight", compare_command(straight))
     seconds = time.perf_counter() - started
-    member = "runs/dynamicvae/seed{}/checkpoint.pt".format
-    kill = kill_after_checkpoint(check, "fused_compare-killed", compare_command(killed), killed / member(4))
+    member = "runs/{}/seed{}/checkpoint.pt".format
+    kill = kill_after_checkpoint(check, "fused_compare-killed", compare_command(killed),
+                                 killed / member(*FUSED_MEMBERS[-1]))  # the last member written
     check.run("fused_compare-rerun", compare_command(killed))
-    identical = {seed: same_weights(straight / member(seed), killed / member(seed)) for seed in range(1, 5)}
-    return {"ok": kill["killed_mid_run"] and all(identical.values()), **kill,
-            "bit_identical_members": identical, "seconds_uninterrupted_compare": round(seconds, 1)}
+    identical = {f"{model}/seed{seed}": same_weights(straight / member(model, seed), killed / member(model, seed))
+                 for model, seed in FUSED_MEMBERS}
+    group = json.loads((straight / "runs/factorvae/seed2/results.json").read_text())["execution"]["fused_group"]
+    return {"ok": kill["killed_mid_run"] and all(identical.values()) and group["size"] == len(FUSED_MEMBERS),
+            **kill, "bit_identical_members": identical, "group_size": group["size"],
+            "seconds_uninterrupted_compare": round(seconds, 1)}
 
 
 def bench(check: Check, root: Path, name: str, arguments: list[str]) -> dict:
@@ -342,12 +352,12 @@ def cudagraph(check: Check, root: Path) -> dict:
     if ON_CPU:
         raise Skip("Protocol.compile = 'cudagraph' needs CUDA")
     return bench(check, root, "cudagraph", ["--ks", "", "--options", "", "--cudagraph", "--cudagraph-ks", "16",
-                                            "--steps", "20"])
+                                            "--table1-ks", "30", "--steps", "20"])
 
 
 def throughput(check: Check, root: Path) -> dict:
     sizes = (["--ks", "2", "--steps", "2", "--rounds", "1", "--warmup", "1", "--batch", "32", "--options", ""]
-             if ON_CPU else ["--ks", "2,4,8,16,32,64", "--steps", "20"])
+             if ON_CPU else ["--ks", "2,4,8,16,32,64", "--table1-ks", "30", "--steps", "20"])
     return bench(check, root, "throughput", sizes)
 
 

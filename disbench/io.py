@@ -18,19 +18,36 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
     On an exception the temporary file is removed and ``path`` is untouched.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    with atomic_paths([path]) as (tmp,):
+        yield tmp
+
+
+@contextmanager
+def atomic_paths(paths: list[str | os.PathLike]) -> Iterator[list[Path]]:
+    """Yield a temporary path beside each of ``paths``; on success rename them over
+    ``paths`` together: every file is written and flushed first, then all are renamed
+    in one pass (no I/O in between), so files that belong together (a fused group's
+    checkpoints and results) are replaced at one moment, not one by one as each is
+    written. On an exception the temporary files are removed and ``paths`` untouched."""
+    paths = [Path(p) for p in paths]
+    tmps: list[Path] = []
     try:
-        yield tmp_path
-        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; results are meant to be shared
-        fsync_path(tmp_path)
-        os.replace(tmp_path, path)
-        fsync_path(path.parent)
+        for path in paths:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            os.close(fd)
+            tmps.append(Path(tmp))
+        yield tmps
+        for tmp in tmps:
+            os.chmod(tmp, 0o666 & ~_umask())
+            fsync_path(tmp)
+        for tmp, path in zip(tmps, paths):
+            os.replace(tmp, path)
+        for parent in dict.fromkeys(path.parent for path in paths):
+            fsync_path(parent)
     except BaseException:
-        tmp_path.unlink(missing_ok=True)
+        for tmp in tmps:
+            tmp.unlink(missing_ok=True)
         raise
 
 
@@ -57,7 +74,12 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+    atomic_write_text(path, json_text(obj))
+
+
+def json_text(obj: Any) -> str:
+    """How result files hold JSON: indented, keys sorted, numpy/torch values as plain JSON."""
+    return json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n"
 
 
 def _json_default(obj: Any) -> Any:

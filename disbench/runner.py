@@ -23,6 +23,7 @@ from .runs import CONFIG_NAME, RESULTS_NAME, load_results, read_results, update_
 from .trained import evaluate_built
 from .training.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from .training.loop import train_group
+from .training.parts import ordered_by_configuration
 
 
 @contextmanager
@@ -161,7 +162,7 @@ def train_and_evaluate(run_dir: Path, *, device, resume: bool, evaluate: bool | 
 def train_and_evaluate_group(run_dirs: list[Path], *, device, resume: bool, evaluate: bool | None = None,
                              metrics=None, progress: bool | None = None, on_trained=None,
                              parsed: bool = False, execution=None) -> list[dict]:
-    """Train runs of one model and protocol as one fused group (each from its own
+    """Train runs of one protocol as one fused group (each from its own
     ``config.gin``, or, with ``parsed`` and one run, the config in force), then
     evaluate each complete member on the model and data in memory.
 
@@ -180,6 +181,15 @@ def train_and_evaluate_group(run_dirs: list[Path], *, device, resume: bool, eval
         built = build_configured_run(device, dataset)
         dataset = built.dataset
         builts.append(built)
+    order = ordered_by_configuration([b.model for b in builts])  # a group keeps each model's runs together
+    out = _train_and_evaluate_built([run_dirs[k] for k in order], [builts[k] for k in order], resume=resume,
+                                    evaluate=evaluate, metrics=metrics, progress=progress, on_trained=on_trained,
+                                    execution=execution)
+    return [out[order.index(k)] for k in range(len(order))]  # in the order given
+
+
+def _train_and_evaluate_built(run_dirs, builts, *, resume, evaluate, metrics, progress, on_trained,
+                              execution) -> list[dict]:
     for run_dir in run_dirs:
         if evaluate is not None:
             update_results(run_dir, evaluate_at_end=bool(evaluate))

@@ -64,10 +64,15 @@ def load_results(run_dir: Path) -> dict:
 
 def update_results(run_dir: Path, **fields) -> dict:
     """Merge ``fields`` into results.json (atomically)."""
-    path = results_path(run_dir)
+    current = updated_results(run_dir, **fields)
+    atomic_write_json(results_path(run_dir), current)
+    return current
+
+
+def updated_results(run_dir: Path, **fields) -> dict:
+    """results.json with ``fields`` merged in (not written)."""
     current = read_results(run_dir) or {}
     current.update(fields)
-    atomic_write_json(path, current)
     return current
 
 

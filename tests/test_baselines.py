@@ -109,22 +109,21 @@ def test_factorvae_vae_loss_sees_the_discriminator_as_constants():
     """The VAE step does not train D (D's weights come in detached), yet its TC
     term does reach the encoder; D's step does not train the encoder."""
     group = factorvae_group()
+    discriminator = list(group.parts[0].params.values())
+    assert discriminator and all(n.startswith("discriminator.") for n in group.parts[0].params)
     draw = lambda: torch.randn(1, 4, 3)  # noqa: E731
-    terms = Terms(**group._run("forward", group._state(), group._images(torch.randint(0, 8, (1, 4))), draw()))
-    loss, _ = group._run("loss", group._state(group._auxiliary_owned.__contains__), terms.as_dict(),
-                         torch.ones(1), step=1)
+    terms = group._terms(group._images(torch.randint(0, 8, (1, 4))), draw())
+    loss, _ = group._loss(terms, torch.ones(1), torch.tensor(1))
     loss.sum().backward()
-    assert all(group.params[n].grad is None for n in group.auxiliary_names["discriminator"])
+    assert all(p.grad is None for p in discriminator)
     assert group.params["encoder.net.0.weight"].grad is not None
     for p in group.params.values():
         p.grad = None
     other = {"x": group._images(torch.randint(0, 8, (1, 4))), "noise": draw(), "uniform": torch.rand(1, 4, 3)}
-    detached = {k: v.detach() for k, v in terms.as_dict().items()}
-    aux, _ = group._run("auxiliary_loss", group._state(lambda n: n not in group._auxiliary_owned), detached,
-                        other, step=1)
+    aux, _ = group._auxiliary_loss(terms, [other], torch.tensor(1))
     aux.sum().backward()
-    assert all(group.params[n].grad is None for n in group.main_names)
-    assert all(group.params[n].grad is not None for n in group.auxiliary_names["discriminator"])
+    assert all(p.grad is None for p in group.params.values())
+    assert all(p.grad is not None for p in discriminator)
 
 
 def test_factorvae_discriminator_learns_correlated_codes():

@@ -6,6 +6,7 @@ import copy
 import importlib.util
 from pathlib import Path
 
+import pytest
 import torch
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_throughput.py"
@@ -61,3 +62,20 @@ def test_max_seconds_builds_the_reference_and_default_and_times_one_round(monkey
     assert final["not_timed"] == {"fused K=2": "not built: --max-seconds 0 reached"}
     assert final["rounds_stopped"] == "after 1 of 3 rounds: --max-seconds 0 reached"
     assert final["complete"] and isinstance(final["default_vs_reference"], float)
+
+
+def test_table_1_as_one_group_is_timed(monkeypatch):
+    bench, writes = load_bench(monkeypatch)
+    assert bench.main([*TINY, "--ks", "", "--rounds", "1", "--table1-ks", "6", "--json", "t.json"]) == 0
+    final = writes[-1]["results"]["table1 K=6"]
+    assert final["runs"] == 6 and final["run_steps_per_s"] > 0
+    group = bench.Disbench(torch.device("cpu"), 8, 12, bench.TABLE_1).group
+    assert [part.name for part in group.parts] == ["VAE", "BetaVAEH", "FactorVAE", "BetaTCVAE", "ControlVAE",
+                                                   "DynamicVAE"]
+    assert [part.size for part in group.parts] == [2] * 6
+
+
+def test_table_1_sizes_must_be_multiples_of_six(monkeypatch, capsys):
+    bench, _ = load_bench(monkeypatch)
+    with pytest.raises(SystemExit, match="multiple of 6"):
+        bench.main([*TINY, "--ks", "", "--table1-ks", "8"])

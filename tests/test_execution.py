@@ -113,7 +113,7 @@ def test_fuse_auto_is_a_rule_not_a_timing(toy_host, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "--fuse auto: 1 on cpu (a fused group is no faster than its runs in turn there)" in out
     rule = json.loads(Path("out/compare.json").read_text())["fuse_rule"]
-    assert rule["size"] == 1 and rule["device_type"] == "cpu" and rule["runs_waiting_per_model"] == 3
+    assert rule["size"] == 1 and rule["device_type"] == "cpu" and rule["runs_waiting"] == 3
     assert not built and "img/s" not in out  # on a CPU nothing is even estimated, nothing timed
 
 
@@ -122,9 +122,9 @@ def test_fuse_auto_on_cuda_takes_the_largest_group_that_fits_half_the_memory(mon
     estimates = {1: 2**27, 2: 2**28, 4: 2**30, 8: 2**31}  # 128 MiB per run, doubling
     monkeypatch.setattr(fuse, "memory_estimates", lambda job, device, most: (
         {k: v for k, v in estimates.items() if k <= most}, int(total_gib * 2**30)))
-    jobs = [SimpleNamespace(action=TRAIN, model="vae") for _ in range(9)]
+    jobs = [SimpleNamespace(action=TRAIN, model="vae", fuse_key="conv64") for _ in range(9)]
     size, rule = fuse.choose_fuse("auto", jobs, "cuda")
-    assert size == expected and rule["size"] == expected and rule["runs_waiting_per_model"] == 9
+    assert size == expected and rule["size"] == expected and rule["runs_waiting"] == 9
     assert rule["device_memory_bytes"] == int(total_gib * 2**30) and rule["max_auto"] == fuse.MAX_AUTO
     assert f"--fuse auto chose {expected} on cuda" in rule["why"]
     # fewer runs waiting than the cap: never more than are waiting

@@ -74,7 +74,8 @@ def test_every_phase_runs_logs_as_it_goes_and_the_report_is_valid_whenever_read(
     assert resume["killed_mid_run"] and 0 < resume["killed_at_checkpoint_step"] < report["steps"]
     assert resume["bit_identical_after_resume"] and resume["verify"]["bit_for_bit"]
     assert "every tensor of checkpoint.pt" in resume["verify"]["report"]
-    assert fused["killed_mid_run"] and fused["bit_identical_members"] == {str(s): True for s in range(1, 5)}
+    assert fused["killed_mid_run"] and fused["group_size"] == 4  # two models in one group
+    assert fused["bit_identical_members"] == {f"{m}/seed{s}": True for m in ("dynamicvae", "factorvae") for s in (1, 2)}
 
     sweep = phases["throughput"]["details"]
     assert sweep["hardware"]["cpu"]["capability"] == torch.backends.cpu.get_cpu_capability()

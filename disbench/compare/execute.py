@@ -134,16 +134,17 @@ def _run_unit(jobs: list[RunJob], device, execution: ExecutionRequest, progress:
 
 def group_units(jobs: list[RunJob], fuse: int) -> list[list[RunJob]]:
     """The units of work: runs to evaluate alone; runs to train in fused groups of at
-    most ``fuse`` — same model and model settings (the plan has one protocol; a
-    sweep's points may differ in scheduler bindings only), and for resumed runs the
-    same checkpoint step, since a group continues from one step."""
+    most ``fuse`` — runs whose models share a forward pass (the plan has one
+    protocol; models and their settings may differ: :mod:`disbench.training.parts`),
+    and for resumed runs the same checkpoint step, since a group continues from one
+    step. Runs keep their order (a compare's: model by model)."""
     units, pending = [], {}
     for job in jobs:
         if job.action == EVALUATE or fuse <= 1:
             units.append([job])
             continue
         step = None if job.action == TRAIN else (read_status(job.run_dir) or {}).get("checkpoint_step")
-        pending.setdefault((job.model, job.fuse_key, job.action == TRAIN, step), []).append(job)
+        pending.setdefault((job.fuse_key, job.action == TRAIN, step), []).append(job)
     for group in pending.values():
         units += [group[i:i + fuse] for i in range(0, len(group), fuse)]
     return units

@@ -1,14 +1,19 @@
-"""``--fuse K|auto``: how many runs of one model a compare trains as one group.
+"""``--fuse K|auto``: how many runs a compare trains as one group.
+
+Runs of any models whose forward pass is the same computation may share a group
+(:mod:`disbench.training.parts`): all the registered models on one architecture
+do, so a compare of 6 models x 5 seeds is one group with ``--fuse 30``.
 
 The group size K changes the grouped kernels' order of summation, so it is part
 of a run's execution (recorded with it) and ``auto`` never depends on a timing:
-it is a rule over the device type, the runs waiting per model and the memory
-estimate of a group (:func:`disbench.training.group.estimate_memory_bytes`):
+it is a rule over the device type, the runs waiting that may share a group and
+the memory estimate of a group (:func:`disbench.training.group.estimate_memory_bytes`,
+for the largest of their models):
 
 * **CPU** (and any device but CUDA): K = 1. On a CPU a fused group computes no
   faster than its runs one after another (``benchmarks/bench_grouped_conv.py``
   measured 0.64–0.79× the plain passes on a 2-vCPU AMD EPYC).
-* **CUDA**: the largest power of two K <= min(runs waiting for one model,
+* **CUDA**: the largest power of two K <= min(runs waiting that may share a group,
   :data:`MAX_AUTO`) whose group estimate fits in :data:`MEMORY_SHARE` of the
   device's *total* memory (a property of the GPU model, not of a moment's free
   memory), so the same command on the same GPU model always gets the same K.
@@ -49,21 +54,28 @@ def choose_fuse(fuse: int | str, jobs: list[RunJob], device) -> tuple[int, dict]
     if fuse != "auto":
         return int(fuse), {"option": str(fuse), "size": int(fuse), "why": f"--fuse {fuse}"}
     device = torch.device(device)
-    trainable = [j for j in jobs if j.action == TRAIN]
-    waiting = max((sum(j.model == m for j in trainable) for m in {j.model for j in trainable}), default=0)
-    record = {"option": "auto", "device_type": device.type, "runs_waiting_per_model": waiting,
-              "max_auto": MAX_AUTO}
+    sharing: dict[str, list] = {}  # the new runs that may share a group
+    for job in jobs:
+        if job.action == TRAIN:
+            sharing.setdefault(job.fuse_key, []).append(job)
+    largest = max(sharing.values(), key=len, default=[])
+    waiting = len(largest)
+    record = {"option": "auto", "device_type": device.type, "runs_waiting": waiting, "max_auto": MAX_AUTO}
     if waiting <= 1:
-        return 1, {**record, "size": 1, "why": "--fuse auto: at most one new run per model"}
+        return 1, {**record, "size": 1, "why": "--fuse auto: at most one new run that could share a group"}
     if device.type != "cuda":
         return 1, {**record, "size": 1,
                    "why": f"--fuse auto: 1 on {device.type} (a fused group is no faster than its runs in turn there)"}
-    per_size, total = memory_estimates(trainable[0], device, min(waiting, MAX_AUTO))
+    models = list({job.model: job for job in largest}.values())  # one job per model
+    estimates = [memory_estimates(job, device, min(waiting, MAX_AUTO)) for job in models]
+    per_size = {k: max(e[0][k] for e in estimates) for k in estimates[0][0]}  # the largest model's, per size
+    total = estimates[0][1]
     size = largest_fitting(per_size, total)
-    record.update(size=size, model=trainable[0].model, device_memory_bytes=total,
+    names = ", ".join(job.model for job in models)
+    record.update(size=size, models=[job.model for job in models], device_memory_bytes=total,
                   memory_share=MEMORY_SHARE, estimate_bytes={str(k): v for k, v in per_size.items()})
-    record["why"] = (f"--fuse auto chose {size} on {device} ({waiting} runs of a model waiting, at most {MAX_AUTO}; "
-                     f"a group of {size} {trainable[0].model} needs about {per_size[size] / 2**30:.1f} GiB of "
+    record["why"] = (f"--fuse auto chose {size} on {device} ({waiting} runs of {names} waiting, at most {MAX_AUTO}; "
+                     f"a group of {size} needs about {per_size[size] / 2**30:.1f} GiB of "
                      f"{total / 2**30:.1f} GiB, which may use {MEMORY_SHARE:.0%})")
     return size, record
 

@@ -21,6 +21,7 @@ from ..metrics import resolve_metrics, with_representations
 from ..registry import get_registry
 from ..runner import check_same_config
 from ..runs import CONFIG_NAME, RESULTS_NAME, read_results
+from ..training.parts import forward_key
 
 RUNS_FOLDER = "runs"
 
@@ -114,7 +115,7 @@ class RunJob:
     sources: ConfigSources
     metrics: tuple | None = None  # metrics to evaluate (None: the protocol's)
     point: GridPoint = NO_POINT   # a sweep's grid point (its bindings are in ``sources``)
-    fuse_key: str = ""            # runs may share a fused group only with equal keys (the model's settings)
+    fuse_key: str = ""            # runs may share a fused group only with equal keys (their forward pass)
 
     @property
     def todo(self) -> bool:
@@ -163,7 +164,7 @@ def plan_runs(compare_dir: Path, models: list[str], seeds: list[int], sources: C
     for model, point in ((m, p) for m in models for p in (points or [NO_POINT])):
         point_sources = _with_bindings(sources, dict(point.bindings))
         requested, checked = _check_configuration(point_sources, model, metrics, representations)
-        fuse_key = _model_settings(*checked) if point.name else ""
+        fuse_key = _forward_key(*checked)
         first_requested = requested if first_requested is None else first_requested
         for seed in seeds:
             run_dir = run_dir_for(compare_dir, model, seed, point.name)
@@ -234,11 +235,11 @@ def _check_configuration(sources: ConfigSources, model: str, metrics: list[str] 
     return requested, (protocol, run, info)
 
 
-def _model_settings(protocol, run, info) -> str:
-    """The parsed configuration's model settings (a sweep over a model binding, say
-    β-VAE's β, gives members a fused group cannot share; a scheduler binding does not)."""
+def _forward_key(protocol, run, info) -> str:
+    """The parsed configuration's forward pass (:func:`disbench.training.parts.forward_key`):
+    runs of any models and settings whose keys are equal may share a fused group."""
     with torch.random.fork_rng(devices=[]):
-        return repr(build_model(run, protocol, info).config())
+        return forward_key(build_model(run, protocol, info))
 
 
 class _FingerprintCache:

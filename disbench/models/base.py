@@ -1,7 +1,7 @@
 """The model interface every model implements, and the β-VAE objective.
 
-The loop trains a *group* of K runs of one model (K = 1: one run) as one
-computation (:mod:`disbench.training.group`): the members' parameters are
+The loop trains a *group* of K runs (K = 1: one run; several models may share
+one) as one computation (:mod:`disbench.training.group`): the members' parameters are
 stacked and each method below runs once per member under ``torch.func.vmap``.
 One training step, as the loop runs it::
 
@@ -20,8 +20,9 @@ the auxiliary parameters (e.g. the discriminator) as constants, and
 
 A model is built with the protocol's architecture (latent size, channels,
 likelihood) and the dataset size; everything else is the model's own, set
-with gin. Members of one group share the model's configuration (``config()``)
-and may differ in their scheduler's.
+with gin. Members of one group may differ in their scheduler's configuration,
+and in their model and its configuration (``config()``) too when their forward
+pass is the same computation (:mod:`disbench.training.parts`).
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from ..errors import DisbenchError
-from ..io import atomic_path
+from ..io import atomic_paths, json_text
+from ..runs import results_path, updated_results
 
 CHECKPOINT_NAME = "checkpoint.pt"
 # Entries that hold generator states: never moved off the CPU.
@@ -52,9 +53,15 @@ def _to_tuples(obj):
     return tuple(_to_tuples(o) for o in obj) if isinstance(obj, (tuple, list)) else obj
 
 
-def save_checkpoint(path: Path, state: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+def save_group_checkpoint(members: list[tuple[Path, dict, dict]]) -> None:
+    """Each member's ``(run_dir, checkpoint state, results fields)``: its checkpoint and
+    its results.json replaced together with every other member's (:func:`atomic_paths`),
+    so a group killed while it writes them continues as one group, from one step."""
+    paths = [path for run_dir, _, _ in members for path in (run_dir / CHECKPOINT_NAME, results_path(run_dir))]
+    with atomic_paths(paths) as tmps:
+        for (run_dir, state, fields), checkpoint, results in zip(members, tmps[0::2], tmps[1::2]):
+            torch.save(state, checkpoint)
+            results.write_text(json_text(updated_results(run_dir, **fields)))
 
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:

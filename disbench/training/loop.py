@@ -1,6 +1,7 @@
 """The training loop every run takes, top to bottom: one loop for a group of
-K runs of one model trained as one computation (:mod:`.group`), K = 1 being
-an ordinary run.
+K runs trained as one computation (:mod:`.group`; runs of one model, or of
+several models sharing a forward pass: :mod:`.parts`), K = 1 being an
+ordinary run.
 
 The step itself never waits on the device: losses are summed into device
 accumulators and fetched (one transfer for all members) only every
@@ -41,8 +42,9 @@ from ..loggers.images import cuda_indices, logged_images
 from ..progress import progress_bar
 from ..runs import CONFIG_NAME, METRICS_LOG_NAME, OPERATIVE_CONFIG_NAME, environment, read_results, update_results
 from ..schedulers import scalar_owners
-from .checkpoint import CHECKPOINT_NAME, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import CHECKPOINT_NAME, load_checkpoint, rng_state, save_group_checkpoint, set_rng_state
 from .group import RunGroup, available_memory_bytes, estimate_memory_bytes
+from .parts import check_shared_forward
 from .scalars import SCALARS_NAME, ScalarLog, is_finite_row, read_scalars
 
 
@@ -107,7 +109,8 @@ def train_group(run_dirs: list[Path], builts: list[BuiltRun], *, resume: bool = 
                 progress: bool | None = None, loggers=None, execution: ExecutionRequest | None = None,
                 stop_at: int | None = None) -> list[dict]:
     """Train the built runs in ``run_dirs`` as one group (from their checkpoints when
-    ``resume``); return each member's results. ``loggers``: a
+    ``resume``); return each member's results. Runs of several models come each
+    model configuration's together (:func:`disbench.training.parts.ordered_by_configuration`). ``loggers``: a
     :class:`disbench.loggers.hub.LoggerHub` for the members (the caller finishes it).
     ``execution``: how the command asked the runs to be executed (recorded with
     each run; default: this process's threads, local). ``stop_at``: stop after
@@ -120,14 +123,13 @@ def train_group(run_dirs: list[Path], builts: list[BuiltRun], *, resume: bool = 
     check_group(builts)
     dataset = builts[0].dataset
     group = RunGroup([b.model for b in builts], dataset.images, [b.run.seed for b in builts], protocol, device)
-    models_config = builts[0].model.config()
 
     step, elapsed_before = 0, 0.0
     if resume:
         states = [load_checkpoint(m.checkpoint_path, map_location=device) for m in members]
         for m, state in zip(members, states):
             check_checkpoint_matches(state, m.checkpoint_path, model=m.built.run.model, seed=m.built.run.seed,
-                                     fingerprint=m.built.fingerprint, model_config=models_config,
+                                     fingerprint=m.built.fingerprint, model_config=m.built.model.config(),
                                      scheduler_config=scheduler_config(m.built.model.scheduler))
         steps = {int(s["step"]) for s in states}
         if len(steps) != 1:
@@ -147,7 +149,8 @@ def train_group(run_dirs: list[Path], builts: list[BuiltRun], *, resume: bool = 
         update_results(
             m.run_dir, status="running", model=m.built.run.model, seed=m.built.run.seed,
             protocol=protocol.as_dict(), protocol_fingerprint=m.built.fingerprint, dataset=dataset.describe(),
-            model_config=models_config, scheduler=scheduler_config(m.built.model.scheduler), device=str(device),
+            model_config=m.built.model.config(), scheduler=scheduler_config(m.built.model.scheduler),
+            device=str(device),
             environment=environment(), execution=executed,
             execution_history=updated_history(read_results(m.run_dir), executed, step),
             config_notes=notes, steps=step, checkpoint_step=step if resume else None,
@@ -169,17 +172,16 @@ def train_group(run_dirs: list[Path], builts: list[BuiltRun], *, resume: bool = 
                 bad = group.non_finite_parameters(m.index)
                 m.fail(f"non-finite parameters ({', '.join(bad[:3])}) at step {at_step}", at_step)
         states, rng = group.member_states(), rng_state()
+        save_group_checkpoint([(m.run_dir, {
+            "step": at_step, "fingerprint": m.built.fingerprint, "model_name": m.built.run.model,
+            "seed": m.built.run.seed, "model_config": m.built.model.config(),
+            "scheduler_config": scheduler_config(m.built.model.scheduler),
+            **states[m.index], "rng": rng, "elapsed_seconds": elapsed,
+        }, {"steps": at_step, "checkpoint_step": at_step, "elapsed_seconds": round(elapsed, 3)}) for m in alive()])
         for m in alive():
-            save_checkpoint(m.checkpoint_path, {
-                "step": at_step, "fingerprint": m.built.fingerprint, "model_name": m.built.run.model,
-                "seed": m.built.run.seed, "model_config": models_config,
-                "scheduler_config": scheduler_config(m.built.model.scheduler),
-                **states[m.index], "rng": rng, "elapsed_seconds": elapsed,
-            })
             m.last_checkpoint = at_step
-            update_results(m.run_dir, steps=at_step, checkpoint_step=at_step, elapsed_seconds=round(elapsed, 3))
 
-    label = f"{builts[0].run.model} s{','.join(str(b.run.seed) for b in builts)}"
+    label = group_label(builts)
     bar = progress_bar(total=protocol.steps, initial=step, desc=label, unit="step",
                        disable=None if progress is None else not progress)
     started = time.perf_counter()
@@ -289,22 +291,30 @@ def scheduler_config(scheduler) -> dict:
     return getattr(scheduler, "config", {"name": type(scheduler).__name__})
 
 
+def group_label(builts: list[BuiltRun]) -> str:
+    """``model s1,2`` for each model of a group (its progress bar's label)."""
+    seeds: dict[str, list[str]] = {}
+    for b in builts:
+        seeds.setdefault(b.run.model, []).append(str(b.run.seed))
+    return " + ".join(f"{model} s{','.join(s)}" for model, s in seeds.items())
+
+
 def check_group(builts: list[BuiltRun]) -> None:
-    """The members of a group share protocol, model and model configuration,
-    and the group fits on its device."""
+    """The members of a group share the protocol and one forward pass (runs of several
+    models may: :mod:`disbench.training.parts`), and the group fits on its device."""
     first = builts[0]
     for b in builts[1:]:
-        if b.fingerprint != first.fingerprint or b.run.model != first.run.model \
-                or b.model.config() != first.model.config():
+        if b.fingerprint != first.fingerprint:
             raise DisbenchError(
-                f"runs of one group must share protocol, model and model settings: {first.run.model} "
-                f"({first.fingerprint}) and {b.run.model} ({b.fingerprint}) differ")
+                f"runs of one group must share the protocol: {first.run.model} s{first.run.seed} "
+                f"({first.fingerprint}) and {b.run.model} s{b.run.seed} ({b.fingerprint}) differ")
+    check_shared_forward([b.model for b in builts], [b.run.model for b in builts])
     need = estimate_memory_bytes([b.model for b in builts], first.protocol, len(first.dataset),
                                  first.dataset.observation_shape)
     have = available_memory_bytes(first.device)
     if have is not None and need > 0.9 * have:
         raise DisbenchError(
-            f"a group of {len(builts)} {first.run.model} runs needs about {need / 2**30:.1f} GiB on "
+            f"a group of {len(builts)} runs ({group_label(builts)}) needs about {need / 2**30:.1f} GiB on "
             f"{first.device}, which has {have / 2**30:.1f} GiB free: fuse fewer runs (--fuse)")
 
 
