@@ -22,7 +22,7 @@ from .data import DatasetInfo, ImageDataset, dataset_info
 from .determinism import configure_determinism
 from .errors import DisbenchError
 from .metrics import metric_base_name
-from .models.architecture import IMAGE_SIZE
+from .models.architecture import DEFAULT_ARCHITECTURE, IMAGE_SIZE
 from .registry import get_registry
 
 
@@ -68,6 +68,7 @@ def check_run_config() -> tuple[Protocol, Run, DatasetInfo]:
     protocol, run = build_protocol(), build_run()
     check_compile_mode(protocol)
     get_registry("models").get(run.model)
+    get_registry("architectures").get(protocol.architecture)
     if isinstance(run.scheduler, str):
         get_registry("schedulers").get(run.scheduler)
     metric_classes(protocol.metrics)
@@ -126,7 +127,7 @@ def check_observation_shape(name: str, shape) -> None:
     if (height, width) != (IMAGE_SIZE, IMAGE_SIZE) or channels not in (1, 3):
         raise DisbenchError(
             f"dataset {name!r} has images of shape {tuple(shape)}; "
-            f"the conv64 architecture needs (1 or 3, {IMAGE_SIZE}, {IMAGE_SIZE})"
+            f"the architectures need (1 or 3, {IMAGE_SIZE}, {IMAGE_SIZE})"
         )
 
 
@@ -151,17 +152,27 @@ def build_model(run: Run, protocol: Protocol, data: ImageDataset | DatasetInfo) 
     kwargs = dict(
         latent_dim=protocol.latent_dim,
         num_channels=(info.observation_shape or (1,))[0],
-        likelihood=info.likelihood or "bernoulli",
+        likelihood=likelihood(protocol, info),
         dataset_size=info.num_images,
     )
     if run.scheduler is not None:  # only when asked: an explicit argument would beat gin's bindings
         kwargs["scheduler"] = run.scheduler
+    if protocol.architecture != DEFAULT_ARCHITECTURE:  # only when chosen: a model written before it need not know
+        kwargs["architecture"] = protocol.architecture
     try:
         return cls(**kwargs)
     except DisbenchError:
         raise
     except (ValueError, TypeError) as exc:
         raise DisbenchError(f"model {run.model!r}: {exc}") from None
+
+
+def likelihood(protocol: Protocol, info: DatasetInfo) -> str:
+    """The reconstruction likelihood: ``Protocol.likelihood``, or with ``'dataset'`` the
+    dataset's own (Bernoulli for binary images, Gaussian for grey and colour ones)."""
+    if protocol.likelihood != "dataset":
+        return protocol.likelihood
+    return info.likelihood or "bernoulli"
 
 
 def resolve_device(name: str) -> torch.device:

@@ -36,8 +36,9 @@ NOT_FINGERPRINTED = ("data_root", "log_every", "checkpoint_every", "eval_every",
                      "image_every", "channels_last")
 # Settings added after fingerprints were first recorded enter the fingerprint only when
 # set away from their default, so that earlier runs keep theirs.
-ADDED_LATER = {"precision": "fp32"}
+ADDED_LATER = {"precision": "fp32", "architecture": "conv64", "likelihood": "dataset"}
 PRECISIONS = ("fp32", "bf16")
+LIKELIHOODS = ("dataset", "bernoulli", "gaussian")  # 'dataset': the dataset's own (DatasetInfo.likelihood)
 COMPILE_MODES = ("none", "compile", "cudagraph")
 # Bindings a resumed run may change (where the data lies, who watches it); any other change is refused.
 CHANGEABLE_ON_RESUME = ("Protocol.data_root", "Run.loggers")
@@ -50,6 +51,8 @@ class Protocol:
 
     dataset: str = "dsprites_synth"
     data_root: str | None = None
+    architecture: str = "conv64"  # a registered encoder/decoder (disbench.models.architecture)
+    likelihood: str = "dataset"   # 'bernoulli' | 'gaussian' | 'dataset': the dataset's own
     latent_dim: int = 10
     batch_size: int = 128
     steps: int = 1_500_000
@@ -77,6 +80,12 @@ class Protocol:
         for name in ("deterministic", "channels_last"):
             if not isinstance(getattr(self, name), bool):
                 raise DisbenchError(f"Protocol.{name} must be True or False, got {getattr(self, name)!r}")
+        if self.likelihood not in LIKELIHOODS:
+            raise DisbenchError(f"Protocol.likelihood must be one of {', '.join(LIKELIHOODS)}, "
+                                f"got {self.likelihood!r}")
+        if not isinstance(self.architecture, str) or not self.architecture:
+            raise DisbenchError(f"Protocol.architecture must be a registered architecture's name, "
+                                f"got {self.architecture!r}")
         if self.precision not in PRECISIONS:
             raise DisbenchError(f"Protocol.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.compile not in COMPILE_MODES:
@@ -133,28 +142,46 @@ def gin_search_path() -> list[Path]:
 
 
 def available(kind: str) -> list[str]:
+    """The names of ``kind``'s gin files: ``NAME`` for ``kind/NAME.gin``, ``dlib/NAME`` for one in a subfolder."""
     names = set()
     for folder in gin_search_path():
-        names.update(p.stem for p in (folder / kind).glob("*.gin"))
+        names.update(p.relative_to(folder / kind).with_suffix("").as_posix() for p in (folder / kind).rglob("*.gin"))
     return sorted(names)
+
+
+def _is_gin_name(name: str) -> bool:
+    """A name of a gin file in the search path: relative, no '..' (it must not leave the folder)."""
+    parts = Path(name).parts
+    return bool(parts) and not Path(name).is_absolute() and ".." not in parts
 
 
 def find_gin(kind: str, name: str) -> Path | None:
     for folder in gin_search_path():
         candidate = folder / kind / f"{name}.gin"
-        if candidate.is_file():
+        if is_file(candidate):
             return candidate
     return None
 
 
+def is_file(path: Path) -> bool:
+    """Whether ``path`` is a file; False for a name the file system cannot hold (too long)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
 def resolve_protocol(name_or_file: str) -> Path:
-    """A protocol name (``gin/protocols/NAME.gin``) or a path to a .gin file."""
+    """A protocol name (``gin/protocols/NAME.gin``, ``dlib/NAME`` for one in a subfolder)
+    or a path to a .gin file."""
     as_path = Path(name_or_file)
-    if as_path.suffix == ".gin" or os.sep in name_or_file:
-        if not as_path.is_file():
+    if as_path.suffix == ".gin":
+        if not is_file(as_path):
             raise DisbenchError(f"protocol file {name_or_file} does not exist")
         return as_path
-    found = find_gin("protocols", name_or_file)
+    found = find_gin("protocols", name_or_file) if _is_gin_name(name_or_file) else None
+    if found is None and is_file(as_path):
+        return as_path
     if found is None:
         known = available("protocols")
         msg = f"unknown protocol {name_or_file!r}; known: {', '.join(known) or '(none)'}"

@@ -21,6 +21,15 @@ def register_models(registry):
 
 
 @hookspec
+def register_architectures(registry):
+    """Add encoder/decoder architectures: ``registry.add("name", build)``, where
+    ``build(num_channels, latent_dim)`` returns an initialised ``(encoder, decoder)``
+    (see :mod:`disbench.models.architecture`). A protocol chooses one with
+    ``Protocol.architecture``.
+    """
+
+
+@hookspec
 def register_schedulers(registry):
     """Add β-scheduler classes (see :class:`disbench.schedulers.BetaScheduler`)."""
 

@@ -36,13 +36,14 @@ BUILTIN_PLUGINS = {"disbench.baselines": "disbench.baselines", "disbench.dataset
 # registry kind -> the hook that fills it
 REGISTRY_HOOKS = {
     "models": "register_models",
+    "architectures": "register_architectures",
     "schedulers": "register_schedulers",
     "setpoints": "register_setpoints",
     "metrics": "register_metrics",
     "datasets": "register_datasets",
     "loggers": "register_loggers",
 }
-_SINGULAR = {"models": "model", "schedulers": "scheduler", "setpoints": "set point",
+_SINGULAR = {"models": "model", "architectures": "architecture", "schedulers": "scheduler", "setpoints": "set point",
              "metrics": "metric", "datasets": "dataset", "loggers": "logger"}
 
 

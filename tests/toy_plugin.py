@@ -239,6 +239,28 @@ def register_metrics(registry):
     registry.add("toy_metric", ToyMetric)
 
 
+class TinyEncoder(torch.nn.Module):
+    """A third party's architecture: one dense layer each way."""
+
+    def __init__(self, num_channels: int, latent_dim: int):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(num_channels * 64 * 64, 2 * latent_dim))
+
+    def forward(self, x):
+        return self.net(x).chunk(2, dim=1)
+
+
+def tiny_architecture(num_channels: int, latent_dim: int):
+    decoder = torch.nn.Sequential(torch.nn.Linear(latent_dim, num_channels * 64 * 64),
+                                  torch.nn.Unflatten(1, (num_channels, 64, 64)))
+    return TinyEncoder(num_channels, latent_dim), decoder
+
+
+@hookimpl
+def register_architectures(registry):
+    registry.add("toy_tiny", tiny_architecture)
+
+
 @hookimpl
 def register_models(registry):
     registry.add("toy_diverging", DivergingVAE)

@@ -1,6 +1,7 @@
 """The harness's built-in baselines (docs/baselines.md), registered as an ordinary plugin."""
 
 from ..hookspecs import hookimpl
+from ..models.architecture import ARCHITECTURES
 from ..schedulers import ConstantBeta
 from .betatcvae import BetaTCVAE
 from .betavae_b import BetaVAEB
@@ -22,6 +23,11 @@ MODELS = {
 @hookimpl
 def register_models(registry):
     registry.add_all(MODELS)
+
+
+@hookimpl
+def register_architectures(registry):
+    registry.add_all(ARCHITECTURES)
 
 
 @hookimpl

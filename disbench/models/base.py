@@ -18,7 +18,8 @@ passes it in), no in-place change of parameters, no host reads. ``loss`` sees
 the auxiliary parameters (e.g. the discriminator) as constants, and
 ``auxiliary_loss`` the main ones.
 
-A model is built with the protocol's architecture (latent size, channels,
+A model is built with the protocol's architecture (``Protocol.architecture``:
+a registered encoder/decoder, :mod:`.architecture`; latent size, channels,
 likelihood) and the dataset size; everything else is the model's own, set
 with gin. Members of one group may differ in their scheduler's configuration,
 and in their model and its configuration (``config()``) too when their forward
@@ -38,7 +39,8 @@ from torch.utils._pytree import tree_map
 
 from ..components import has_method, resolve_component
 from ..schedulers import ConstantBeta
-from .architecture import Decoder, Encoder, kaiming_init
+from ..registry import get_registry
+from .architecture import DEFAULT_ARCHITECTURE
 from .losses import kl_per_dimension, reconstruction_loss, reparameterize
 
 
@@ -79,15 +81,16 @@ class VAEModel(nn.Module):
         likelihood: str = "bernoulli",
         dataset_size: int | None = None,
         scheduler: Any = None,
+        architecture: str = DEFAULT_ARCHITECTURE,
     ):
         super().__init__()
         self.latent_dim = int(latent_dim)
         self.num_channels = int(num_channels)
         self.likelihood = likelihood
         self.dataset_size = dataset_size
-        self.encoder = Encoder(self.num_channels, self.latent_dim)
-        self.decoder = Decoder(self.num_channels, self.latent_dim)
-        kaiming_init(self)
+        self.architecture = architecture
+        build = get_registry("architectures").get(architecture)
+        self.encoder, self.decoder = build(self.num_channels, self.latent_dim)
         self.scheduler = resolve_scheduler(scheduler, self.default_scheduler, f"{type(self).__name__}.scheduler")
 
     def default_scheduler(self):
@@ -137,8 +140,11 @@ class VAEModel(nn.Module):
         return {}
 
     def config(self) -> dict:
-        return {"class": type(self).__name__, "latent_dim": self.latent_dim,
-                "num_channels": self.num_channels, "likelihood": self.likelihood}
+        config = {"class": type(self).__name__, "latent_dim": self.latent_dim,
+                  "num_channels": self.num_channels, "likelihood": self.likelihood}
+        if self.architecture != DEFAULT_ARCHITECTURE:  # added later: earlier runs' configs stay as they were
+            config["architecture"] = self.architecture
+        return config
 
 
 def in_dtype(module: nn.Module, dtype: torch.dtype | None, *inputs: torch.Tensor):
