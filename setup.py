@@ -9,10 +9,10 @@ exec((HERE / "disbench" / "version.py").read_text(), VERSION)  # one place for t
 
 def gin_data_files():
     # gin/ is not a package (it must never shadow the `gin` module); install its
-    # files under <prefix>/share/disbench/gin so non-editable installs find them.
+    # files (protocols, models, studies) under <prefix>/share/disbench/gin so non-editable installs find them.
     out = []
     for folder in sorted(p for p in (HERE / "gin").rglob("*") if p.is_dir()):
-        files = sorted(str(f.relative_to(HERE)) for f in folder.glob("*.gin"))
+        files = sorted(str(f.relative_to(HERE)) for pattern in ("*.gin", "*.toml") for f in folder.glob(pattern))
         if files:
             out.append((f"share/disbench/{folder.relative_to(HERE)}", files))
     return out

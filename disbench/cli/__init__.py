@@ -16,7 +16,7 @@ from ..execution import command_line
 from ..plugins import get_host
 from ..version import __version__
 
-BUILTIN_COMMANDS = ("train", "evaluate", "compare", "sweep", "report", "verify", "plugins", "data")
+BUILTIN_COMMANDS = ("train", "evaluate", "compare", "sweep", "study", "report", "verify", "plugins", "data")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -66,7 +66,8 @@ def add_execution_options(p) -> None:
     add_threads_option(p, "--backend local: the cores this process may use ÷ --jobs; --backend ray: "
                           "--cpus-per-run")
     p.add_argument("--fuse", metavar="K|auto",
-                   help="train up to K runs of one model (and model settings) as one fused group (default 1); "
+                   help="train up to K runs as one fused group (default 1): runs of any models whose forward pass "
+                        "is the same (one architecture); "
                         "'auto': 1 on a CPU, on a GPU the most (up to 8) whose memory estimate fits half the GPU")
     add_same_execution_option(p)
     add_config_options(p)

@@ -174,13 +174,19 @@ def discover(compare_dir: Path) -> tuple[list[str], list[int]]:
 
 
 def collect(compare_dir: Path, models: list[str], seeds: list[int], points=(NO_POINT,)) -> list[RunRecord]:
+    """Each (model, point, seed)'s record; ``points``: every model's, or ``{model: its points}``."""
     records = []
     for model in models:
-        for point in points:
+        for point in model_points(points, model):
             for seed in seeds:
                 run_dir = run_dir_for(compare_dir, model, seed, point.name)
                 records.append(RunRecord(model, seed, run_dir, read_status(run_dir), point))
     return records
+
+
+def model_points(points, model: str) -> list:
+    """A model's grid points: ``points`` itself, or (a study: each model its own grid) ``points[model]``."""
+    return list(points.get(model) or [NO_POINT]) if isinstance(points, dict) else list(points)
 
 
 def check_fingerprints(records: list[RunRecord], compare_dir: Path) -> str | None:
@@ -216,12 +222,13 @@ def check_same_execution(summaries) -> None:
 
 
 def aggregate(compare_dir: Path, models: list[str], seeds: list[int], metric_order=(),
-              points: list[GridPoint] | None = None, grid: dict | None = None,
+              points: list[GridPoint] | dict | None = None, grid: dict | None = None,
               same_execution: bool = False) -> Comparison:
-    """Summaries per model, or per (model, grid point) of a sweep (``points``, ``grid``);
-    with ``same_execution``, a row whose runs were executed differently is refused."""
+    """Summaries per model, or per (model, grid point) of a sweep (``points``, ``grid``;
+    for a study, each model's own points: ``{model: points}``); with ``same_execution``,
+    a row whose runs were executed differently is refused."""
     compare_dir = Path(compare_dir)
-    points = list(points or [NO_POINT])
+    points = points or [NO_POINT]
     records = collect(compare_dir, models, seeds, points)
     fp = check_fingerprints(records, compare_dir)
     complete = [r for r in records if r.status == "complete"]
@@ -241,7 +248,7 @@ def aggregate(compare_dir: Path, models: list[str], seeds: list[int], metric_ord
         labels[metric] = _label(metric, found_results)
 
     summaries = {}
-    for model, point in ((m, p) for m in models for p in points):
+    for model, point in ((m, p) for m in models for p in model_points(points, m)):
         runs = [r for r in records if r.model == model and r.point == point]
         summary = ModelSummary(model, runs, point=point)
         done = summary.complete

@@ -36,12 +36,21 @@ def load_comparison(compare_dir: Path, same_execution: bool = False):
     if not models:
         raise DisbenchError(f"{compare_dir} is not a compare directory (no compare.json, no runs/MODEL/seedS folders)")
     check_listed(compare_dir, models, seeds)
-    points = [GridPoint(check_folder_name(p.get("name"), f"{compare_dir / COMPARE_NAME}: grid point"),
-                        tuple((name, value) for name, value in p["bindings"]), p.get("label") or "")
-              for p in manifest.get("points") or ()]
+    where = f"{compare_dir / COMPARE_NAME}: grid point"
+    points = [manifest_point(p, where) for p in manifest.get("points") or ()]
+    if manifest.get("model_points"):  # a study: each model its own grid
+        points = {model: [manifest_point(p, where) for p in listed]
+                  for model, listed in manifest["model_points"].items()}
     grid = {name: values for name, values in manifest.get("grid") or ()}
     return aggregate(compare_dir, models, seeds, metric_order=manifest.get("metrics") or (), points=points or None,
                      grid=grid, same_execution=same_execution), manifest
+
+
+def manifest_point(entry: dict, where: str) -> GridPoint:
+    """A grid point as compare.json lists it (its folder name checked: it becomes a path)."""
+    name = entry.get("name")
+    return GridPoint(check_folder_name(name, where) if name else "",
+                     tuple((binding, value) for binding, value in entry["bindings"]), entry.get("label") or "")
 
 
 def check_listed(compare_dir: Path, models, seeds) -> None:
