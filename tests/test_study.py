@@ -163,3 +163,37 @@ def test_a_study_checks_every_dataset_before_training(toy_host, tmp_path, monkey
     assert train_calls == [] and not Path("st").exists()
     assert main(["study", str(path), "--out", "st", "--datasets", "squares_c", "--no-progress"]) == 2
     assert "not in study tiny" in capsys.readouterr().err
+
+
+def test_dry_run_counts_and_times_and_writes_nothing(toy_host, tmp_path, monkeypatch, capsys, train_calls):
+    """compare, sweep and study: the runs, the run-steps left (a resumed run from its
+    checkpoint) and a measured estimate; no folder, no file."""
+    args = ["--protocol", TOY_PROTOCOL, "--device", "cpu", "--no-progress", "--dry-run"]
+    assert main(["compare", "--models", "vae,betavae_h", "--seeds", "1-3", "--out", "c", *args]) == 0
+    out = capsys.readouterr().out
+    assert "compare --dry-run: 6 runs in c: 6 to train; 180 run-steps to train; nothing written" in out
+    assert "run-steps/s for a group of 1 on cpu" in out and "of training with 1 worker" in out
+    assert main(["sweep", "--models", "betavae_h", "--seeds", "1-2", "--grid", "BetaVAEH.beta=2,8", "--out", "s",
+                 "--fuse", "4", *args]) == 0
+    out = capsys.readouterr().out
+    assert "4 to train; 120 run-steps" in out and "for a group of 4 on cpu" in out
+    assert train_calls == [] and not Path("c").exists() and not Path("s").exists()
+
+    # a run interrupted at its step-10 checkpoint has 20 of its 30 steps left
+    assert main(["compare", "--models", "vae", "--seeds", "1", "--out", "c", "--protocol", TOY_PROTOCOL,
+                 "--device", "cpu", "--no-progress", "--no-figures"]) == 0
+    results_path = Path("c/runs/vae/seed1/results.json")
+    done = json.loads(results_path.read_text())
+    results_path.write_text(json.dumps({**done, "status": "interrupted", "checkpoint_step": 10}))
+    before = sorted(str(p) for p in Path("c").rglob("*"))
+    stamps = {p: p.stat().st_mtime_ns for p in Path("c").rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert main(["compare", "--models", "vae", "--seeds", "1-2", "--out", "c", *args]) == 0
+    assert "2 runs in c: 1 to train, 1 to resume; 50 run-steps" in capsys.readouterr().out
+    assert sorted(str(p) for p in Path("c").rglob("*")) == before
+    assert {p: p.stat().st_mtime_ns for p in Path("c").rglob("*") if p.is_file()} == stamps
+
+    path = tiny_study(tmp_path, monkeypatch)
+    assert main(["study", str(path), "--out", "st", "--device", "cpu", "--no-progress", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("8 to train; 240 run-steps") == 2 and not Path("st").exists()

@@ -14,6 +14,9 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import torch
+
+from ..compare.dry_run import Estimate, describe, measure, plan_size
 from ..compare.execute import group_units, run_jobs, settled_outcome, worker_devices
 from ..compare.fuse import choose_fuse, parse_fuse
 from ..compare.manifest import run_entry, write_manifest
@@ -74,6 +77,9 @@ def add_execution_options(p) -> None:
     p.add_argument("--retry-failed", action="store_true",
                    help="run failed runs again (from their last good checkpoint); by default they are reported")
     p.add_argument("--no-figures", action="store_true", help="write the tables only (`disbench report` draws later)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the runs and run-steps the command would do and a time estimate from a few steps "
+                        "timed here; write nothing")
     p.add_argument("--device", default="auto",
                    help="cpu, cuda:N (all runs on one device), cuda/auto (worker w on GPU w mod #GPUs) "
                         "or a list such as cuda:0,cuda:1 (default: auto; --backend local only)")
@@ -221,6 +227,8 @@ def execute_plan(args, out: Path, plan, header: dict) -> int:
     workers = max(1, min(args.jobs, len(units)))
     if not on_ray:
         devices = worker_devices(args.device, workers)
+    if args.dry_run:
+        return dry_run(args, name, out, todo, plan, group_size, execution, workers, devices)
     progress = False if args.no_progress else None
 
     header = {**header, "metrics": list(plan.metrics), "jobs": args.jobs, "devices": devices, "fuse": group_size,
@@ -296,6 +304,24 @@ def execute_plan(args, out: Path, plan, header: dict) -> int:
             bar.close()
             manifest = record()
     return _report(args, name, out, plan, manifest, "cpu" if on_ray else devices[0], progress)
+
+
+def dry_run(args, name, out, todo, plan, group_size, execution, workers, devices) -> int:
+    """``--dry-run``: the plan's size and a measured time estimate; nothing written."""
+    runs, run_steps = plan_size(plan.jobs)
+    estimate = Estimate(runs, run_steps, group_size=group_size)
+    trainable = [job for job in todo if job.action != EVALUATE]
+    if trainable:
+        if args.backend == "ray":
+            device = "cuda" if args.gpus_per_run > 0 and torch.cuda.is_available() else "cpu"
+        else:
+            device = devices[0]
+        estimate.group_size = min(group_size, len(trainable))
+        estimate.steps_per_s = measure(trainable[0], device, estimate.group_size, execution.threads)
+        estimate.timed_on = f"{device}, {execution.threads} thread{'s' if execution.threads > 1 else ''}"
+    for line in describe(estimate, name=name, out=out, backend=args.backend, workers=workers):
+        print(line)
+    return 0
 
 
 def _report(args, name, out, plan, manifest, figure_device, progress) -> int:

@@ -60,11 +60,12 @@ def run_study(args) -> int:
     representations = parse_representations(args.representation) if args.representation is not None else None
     plans = {dataset: plan_dataset(args, study, dataset, out / dataset, seeds, metrics, representations)
              for dataset in datasets}  # every dataset checked before any trains
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / STUDY_NAME, {"study": study.name, "file": str(study.path),
-                                         "description": study.description, "text": study.path.read_text(),
-                                         "datasets": datasets, "seeds": seeds,
-                                         "command": getattr(args, "command_line", None)})
+    if not args.dry_run:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / STUDY_NAME, {"study": study.name, "file": str(study.path),
+                                             "description": study.description, "text": study.path.read_text(),
+                                             "datasets": datasets, "seeds": seeds,
+                                             "command": getattr(args, "command_line", None)})
     status = 0
     for dataset, (plan, header) in plans.items():
         print(f"study {study.name}: dataset {dataset} ({datasets.index(dataset) + 1} of {len(datasets)})")
