@@ -178,7 +178,7 @@ def test_import_disbench_stays_light():
 
 def _csv_rows(path):
     def value(key, text):
-        if key in ("mean", "std"):
+        if key in ("mean", "std", "median", "q1", "q3"):
             return float(text) if text else None
         if key in ("n", "failed", "seeds"):
             return int(text)
@@ -198,12 +198,14 @@ def test_load_compare_gives_the_rows_of_table_csv(toy_host):
     assert score["representation"] == "mean" and score["n"] == 2 and score["seeds"] == 2
     scores = [load(f"cmp/runs/vae/seed{s}")["metrics"]["toy_metric"]["score"] for s in (1, 2)]
     assert score["mean"] == pytest.approx(np.mean(scores)) and score["std"] == pytest.approx(np.std(scores, ddof=1))
+    assert [score[k] for k in ("q1", "median", "q3")] == pytest.approx(list(np.percentile(scores, [25, 50, 75])))
     final = [r for r in rows if r["metric"] == "final"]
     assert {r["column"] for r in final} == {"recon", "kl", "beta"} and all(r["representation"] is None for r in final)
 
     import pandas  # noqa: F401  (in the test extra: missing is a failure, not a skip)
     frame = disbench.load_compare("cmp", as_dataframe=True)
-    assert list(frame.columns) == ["model", "metric", "representation", "column", "mean", "std", "n", "failed",
+    assert list(frame.columns) == ["model", "metric", "representation", "column", "mean", "std", "median", "q1", "q3",
+                                   "n", "failed",
                                    "seeds", *(f"exec_{name}" for name in SETTINGS)]
     assert set(frame["exec_backend"]) == {"local"} and set(frame["exec_group_size"]) == {"1"}
     assert len(frame) == len(rows) and frame.equals(rows.to_pandas())

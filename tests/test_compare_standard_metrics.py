@@ -68,7 +68,8 @@ def test_compare_tables_show_the_new_columns_and_label_the_representation(compar
                             "## UNSUPERVISED (sampled representation)"]
 
     rows = list(csv.DictReader(io.StringIO((out / "table.csv").read_text())))
-    assert set(rows[0]) == {"model", "metric", "representation", "column", "mean", "std", "n", "failed", "seeds",
+    assert set(rows[0]) == {"model", "metric", "representation", "column", "mean", "std", "median", "q1", "q3", "n",
+                            "failed", "seeds",
                             *EXECUTION_COLUMNS}
     by_key = {(r["metric"], r["representation"], r["column"]): r for r in rows}
     completeness = [r["metrics"]["dci@sampled"]["scores"]["completeness"] for r in runs]

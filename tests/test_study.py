@@ -143,6 +143,13 @@ def test_a_tiny_study_runs_resumes_and_reruns_without_work(toy_host, tmp_path, m
     rows = md_table(Path("st/squares_a/table.md").read_text(), "TOY_METRIC (mean representation)")
     assert [r[:2] for r in rows[1:]] == [["betavae_h [beta=2.0]", "2"], ["betavae_h [beta=8.0]", "2"],
                                          ["betavae_b [c_max=5.0]", "2"], ["betavae_b [c_max=10.0]", "2"]]
+    # the study's shape: each row's scores over seeds as box plots summarise them, and a figure per metric
+    boxes = md_table(Path("st/squares_a/table.md").read_text(), "Scores over seeds: median [Q1, Q3]")
+    runs = [results(f"st/squares_a/runs/betavae_h/beta=2.0/seed{seed}")["metrics"]["toy_metric"]["score"]
+            for seed in (1, 2)]
+    low, high = sorted(runs)
+    assert boxes[1][:2] == ["betavae_h [beta=2.0]", "2"]
+    assert boxes[1][2] == f"{(low + high) / 2:.3f} [{low + (high - low) / 4:.3f}, {low + 3 * (high - low) / 4:.3f}]"
     manifest = json.loads(Path("st/squares_a/compare.json").read_text())
     assert manifest["kind"] == "study" and manifest["dataset"] == "squares_a"
     study = json.loads(Path("st/study.json").read_text())
@@ -150,9 +157,10 @@ def test_a_tiny_study_runs_resumes_and_reruns_without_work(toy_host, tmp_path, m
 
     train_calls.clear()
     capsys.readouterr()
-    assert main(args) == 0  # a re-run does no finished work
+    assert main([a for a in args if a != "--no-figures"]) == 0  # a re-run does no finished work; figures drawn
     assert train_calls == [] and "8 runs in st/squares_a: all complete" in capsys.readouterr().out
     assert not Path("st/squares_b").exists()
+    assert Path("st/squares_a/figures/box_toy_metric.png").stat().st_size > 0
 
 
 def test_a_study_checks_every_dataset_before_training(toy_host, tmp_path, monkeypatch, capsys, train_calls):

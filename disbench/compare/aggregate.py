@@ -87,6 +87,9 @@ class Stat:
     n: int
     mean: float | None
     std: float | None  # sample std (ddof = 1); None with fewer than two values
+    median: float | None = None
+    q1: float | None = None  # the quartiles, linear interpolation (numpy's and matplotlib's box plots')
+    q3: float | None = None
 
 
 def stat(values) -> Stat:
@@ -96,7 +99,16 @@ def stat(values) -> Stat:
         return Stat(0, None, None)
     mean = math.fsum(values) / n
     std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else None
-    return Stat(n, mean, std)
+    ordered = sorted(values)
+    return Stat(n, mean, std, *(percentile(ordered, q) for q in (0.5, 0.25, 0.75)))
+
+
+def percentile(ordered: list[float], q: float) -> float:
+    """The ``q`` quantile of sorted values, linearly interpolated between the two nearest."""
+    position = (len(ordered) - 1) * q
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 @dataclass

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..errors import DisbenchError
 from ..figures import draw_figures
+from ..figures.boxes import box_figure_stem, plot_boxes
 from ..figures.sweep import plot_sweep_axis, sweep_figure_stem, value_text
 from ..registry import check_name
 from .aggregate import SCORE, Comparison, aggregate, discover
@@ -82,7 +83,21 @@ def write_compare_report(compare_dir: Path, out_dir: Path | None = None, *, figu
                              progress=progress)
         report.figures, report.notes = drawn.written, drawn.notes
         report.figures += _sweep_figures(comparison, out_dir / FIGURES_FOLDER)
+        if manifest.get("kind") == "study":
+            report.figures += _box_figures(comparison, out_dir / FIGURES_FOLDER)
     return report
+
+
+def _box_figures(comparison: Comparison, figures_dir: Path) -> list[Path]:
+    """A study's box plot per metric: each row's score over its complete seeds."""
+    def scores(summary, metric: str) -> list[float]:
+        found = [((r.results.get("metrics") or {}).get(metric) or {}).get("score") for r in summary.complete]
+        return [score for score in found if score is not None]
+
+    return [path for metric in comparison.metric_names
+            for path in plot_boxes(title(label_of(comparison, metric)),
+                                   {label: scores(s, metric) for label, s in comparison.summaries.items()},
+                                   figures_dir / box_figure_stem(metric))]
 
 
 def _sweep_figures(comparison: Comparison, figures_dir: Path) -> list[Path]:

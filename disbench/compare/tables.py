@@ -19,7 +19,8 @@ is said in the header when every averaged run was executed alike, and in an
 marked † and its runs are named below each table.
 
 table.csv (long format): one row per model × table × column with
-``model, metric, representation, column, mean, std, n, failed, seeds``:
+``model, metric, representation, column, mean, std, median, q1, q3, n, failed,
+seeds`` (median and quartiles over the complete seeds, linearly interpolated):
 ``metric`` is the metric's name (``dci``, also for ``dci@sampled``) or
 ``final`` (columns recon, kl, beta; no representation), ``dynamics`` (the
 controller and emergence columns, no representation); ``representation``
@@ -210,6 +211,7 @@ def markdown(comparison: Comparison, protocol_name: str | None = None) -> str:
             lines.append(_row([_label(s), len(s.complete),
                                *(cell(s.dynamics[k], DYNAMICS_FORMATS[k]) for k in DYNAMICS_HEADERS), _failed(s)]))
         lines += [""] + below
+    lines += distribution_section(c)
     lines += execution_section
     left_out = [r for s in c.summaries.values() for r in s.failed + s.unfinished]
     if left_out:
@@ -219,6 +221,26 @@ def markdown(comparison: Comparison, protocol_name: str | None = None) -> str:
             lines.append(_row([r.label, r.seed, r.status, _detail(r)]))
         lines.append("")
     return "\n".join(lines)
+
+
+def distribution_section(c: Comparison) -> list[str]:
+    """Each metric's score over the seeds as a box plot summarises it: median [Q1, Q3]
+    (disentanglement_lib's study shows its scores so)."""
+    if not c.metric_names:
+        return []
+    lines = ["## Scores over seeds: median [Q1, Q3]", "",
+             _row(["model", "n", *(title(label_of(c, m)) for m in c.metric_names)]), _rule(len(c.metric_names) + 2)]
+    for s in c.summaries.values():
+        lines.append(_row([_label(s), len(s.complete),
+                           *(quartiles(s.metrics.get(m, {}).get(SCORE, Stat(0, None, None))) for m in c.metric_names)]))
+    return lines + ["", "The score column of each table above as box plots summarise it (a study draws them: "
+                        "`figures/box_METRIC`); quartiles interpolated linearly.", ""]
+
+
+def quartiles(s: Stat) -> str:
+    if s.n == 0 or s.median is None:
+        return DASH
+    return f"{s.median:{METRIC_FORMAT}} [{s.q1:{METRIC_FORMAT}}, {s.q3:{METRIC_FORMAT}}]"
 
 
 def _detail(record) -> str:
@@ -253,11 +275,12 @@ def csv_text(comparison: Comparison) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     axes = list(comparison.grid)
-    writer.writerow(["model", *axes, "metric", "representation", "column", "mean", "std", "n", "failed", "seeds",
-                     *EXECUTION_COLUMNS])
+    writer.writerow(["model", *axes, "metric", "representation", "column", "mean", "std", "median", "q1", "q3", "n",
+                     "failed", "seeds", *EXECUTION_COLUMNS])
     for model, metric, representation, col, st, failed, runs, bindings, executed in table_cells(comparison):
         writer.writerow([model, *(bindings.get(a, "") for a in axes), metric, representation or "", col,
-                         _num(st.mean), _num(st.std), st.n, failed, runs, *executed.values()])
+                         _num(st.mean), _num(st.std), _num(st.median), _num(st.q1), _num(st.q3), st.n, failed, runs,
+                         *executed.values()])
     return out.getvalue()
 
 
