@@ -102,6 +102,9 @@ class OutOfBudget(Exception):
     """A subprocess still running when the budget ended (it was killed)."""
 
 
+INTERRUPTED = "interrupted by SIGTERM (the outer time limit)"
+
+
 class Terminated(BaseException):
     """SIGTERM: the outer time limit. A BaseException, so no phase swallows it."""
 
@@ -394,7 +397,7 @@ def run_phases(check: Check, phases: list[Phase]) -> None:
         except Skip as reason:
             entry.update(status="skipped", reason=str(reason))
         except Terminated:
-            entry.update(status="failed", error="interrupted by SIGTERM (the outer time limit)")
+            entry.update(status="failed", error=INTERRUPTED)
             raise
         except Exception as exc:  # recorded, not raised: the report is the point
             entry.update(status="failed", error=f"{type(exc).__name__}: {exc}")
@@ -471,6 +474,9 @@ def run_check(check: Check, budget: float) -> int:
     try:
         run_phases(check, PHASES)
     except Terminated:
+        for entry in check.report["phases"]:  # also one SIGTERM caught between its start and its try block
+            if entry["status"] == "running":
+                entry.update(status="failed", ok=False, error=INTERRUPTED)
         check.report.update(ok=False, stopped="SIGTERM (the outer time limit)")
         check.save()
         return 143

@@ -149,3 +149,29 @@ def test_without_gin_config_it_stops_in_one_line_before_any_subprocess(tmp_path)
     assert report["ok"] is False and report["stopped"] == stderr.strip()
     assert all(p["status"] == "skipped" and p["reason"] == "gin-config cannot be imported" for p in report["phases"])
     assert not any((out / "logs").iterdir())
+
+
+def test_a_sigterm_between_a_phases_start_and_its_work_is_recorded(tmp_path, monkeypatch):
+    """The race a SIGTERM can hit: the phase is saved as running, then the signal arrives
+    before the phase's own handler is in place. The check still records it as interrupted."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_check_under_test", SCRIPT)
+    check_module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, check_module)  # its dataclasses look their module up
+    spec.loader.exec_module(check_module)
+    phases = [check_module.Phase("first", lambda check, root: {"ok": True}, 0)]
+    monkeypatch.setattr(check_module, "PHASES", phases)
+    check = check_module.Check(tmp_path / "out", tmp_path / "work", 60.0, phases)
+    saved = check.save
+
+    def save_then_signal():
+        saved()
+        if check.report["phases"][0]["status"] == "running":
+            raise check_module.Terminated()
+
+    monkeypatch.setattr(check, "save", save_then_signal)
+    assert check_module.run_check(check, 60.0) == 143
+    report = read(tmp_path / "out")
+    assert statuses(report) == {"first": "failed"}
+    assert report["phases"][0]["error"] == "interrupted by SIGTERM (the outer time limit)"
