@@ -40,6 +40,8 @@ ADDED_LATER = {"precision": "fp32", "architecture": "conv64", "likelihood": "dat
 PRECISIONS = ("fp32", "bf16")
 LIKELIHOODS = ("dataset", "bernoulli", "gaussian")  # 'dataset': the dataset's own (DatasetInfo.likelihood)
 COMPILE_MODES = ("none", "compile", "cudagraph")
+MAX_SEED = 2**32 - 1  # numpy's limit: the narrowest of the generators a run seeds (torch takes 2^64 - 1)
+MAX_STEPS = 2**31 - 1  # a guard against a mistyped number; the paper's longest protocol is 1.5 M steps
 # Bindings a resumed run may change (where the data lies, who watches it); any other change is refused.
 CHANGEABLE_ON_RESUME = ("Protocol.data_root", "Run.loggers")
 
@@ -73,6 +75,8 @@ class Protocol:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise DisbenchError(f"Protocol.{name} must be a positive integer, got {value!r}")
+        if self.steps > MAX_STEPS:
+            raise DisbenchError(f"Protocol.steps must be at most {MAX_STEPS:,} (2^31 - 1), got {self.steps:,}")
         for name in ("eval_every", "image_every"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
@@ -116,8 +120,8 @@ class Run:
     def __post_init__(self):
         if not self.model:
             raise DisbenchError("no model chosen: pass --model NAME or bind Run.model = 'NAME'")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise DisbenchError(f"Run.seed must be an integer >= 0, got {self.seed!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed <= MAX_SEED:
+            raise DisbenchError(f"Run.seed must be an integer from 0 to {MAX_SEED:,} (2^32 - 1), got {self.seed!r}")
         loggers = (self.loggers,) if isinstance(self.loggers, str) else self.loggers
         if not isinstance(loggers, (tuple, list)) or not all(isinstance(n, str) and n for n in loggers):
             raise DisbenchError(f"Run.loggers must be a list of logger names, e.g. ['tensorboard'], "

@@ -63,8 +63,11 @@ def prepare_new_run(run_dir: Path, sources: ConfigSources, model: str | None, *,
     return run_dir
 
 
-def check_output_dir(run_dir: Path) -> None:
-    """A usable output folder: a folder (or nothing yet) under folders, writable."""
+def check_output_dir(run_dir: Path, option: str = "--out") -> None:
+    """A usable output folder: names the file system can hold, a folder (or nothing yet)
+    under folders, writable."""
+    run_dir = Path(run_dir)
+    check_path_names(run_dir, option)
     if run_dir.exists() and not run_dir.is_dir():
         raise DisbenchError(f"--out {run_dir}: is a file, not a folder")
     ancestor = run_dir
@@ -76,6 +79,28 @@ def check_output_dir(run_dir: Path) -> None:
         raise DisbenchError(f"--out {run_dir}: {ancestor} is a file, so no folder can be made under it")
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise DisbenchError(f"--out {run_dir}: {ancestor} is not writable")
+
+
+def check_output_file(path: Path, option: str = "--out") -> None:
+    """A file that can be written: its folder usable (:func:`check_output_dir`), itself not a folder."""
+    path = Path(path)
+    check_output_dir(path.parent, option)
+    if path.is_dir():
+        raise DisbenchError(f"{option} {path}: is a folder, not a file")
+
+
+MAX_NAME_BYTES, MAX_PATH_BYTES = 255, 4095  # Linux's NAME_MAX and PATH_MAX (less the final NUL)
+
+
+def check_path_names(path: Path, option: str) -> None:
+    """Refuse a path the file system cannot hold: a component over 255 bytes, or the whole over 4,095."""
+    for part in Path(path).parts:
+        if len(os.fsencode(part)) > MAX_NAME_BYTES:
+            raise DisbenchError(f"{option}: the name {part[:24]}… is {len(os.fsencode(part))} bytes long; a file or "
+                                f"folder name may have at most {MAX_NAME_BYTES}")
+    if len(os.fsencode(os.path.abspath(path))) > MAX_PATH_BYTES:
+        raise DisbenchError(f"{option}: the path is {len(os.fsencode(os.path.abspath(path)))} bytes long; at most "
+                            f"{MAX_PATH_BYTES}")
 
 
 def make_output_dir(run_dir: Path) -> None:

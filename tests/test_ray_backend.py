@@ -228,3 +228,30 @@ def test_a_run_that_fails_by_itself_is_recorded_failed_once(cluster, tmp_path):
     assert runs["toy_diverging"]["worker"]["backend"] == "ray"  # the task returned the failure: no retry
     again = disbench(env, *compare_cmd(out, models="vae,toy_diverging"), *on_ray(cluster))
     assert again.returncode == 1 and "1 failed (not retried)" in again.stdout and "Ray tasks" not in again.stdout
+
+
+def test_a_study_runs_on_ray_in_one_group_across_models(cluster, tmp_path):
+    """A study is a sweep per dataset underneath: on Ray, runs of two models and a grid share
+    one fused group (one task), and a re-run starts no task."""
+    study = tmp_path / "tiny.toml"
+    study.write_text(f'''protocol = "{Path(TOY).parent}/{{dataset}}.gin"
+datasets = ["toy"]
+seeds = "1"
+[[model]]
+name = "betavae_h"
+grid = {{ "BetaVAEH.beta" = [2.0, 8.0] }}
+[[model]]
+name = "vae"
+''')
+    out = tmp_path / "st"
+    args = ["study", str(study), "--out", str(out), "--no-progress", "--no-figures", "--fuse", "3"]
+    done = disbench(cluster[1], *args, *on_ray(cluster))
+    assert done.returncode == 0, done.stderr
+    assert "in Ray tasks" in done.stdout and "1 unit(s) of work" in done.stdout
+    runs = manifest(out / "toy")["runs"]
+    assert [r["status"] for r in runs] == ["complete"] * 3 and {r["worker"]["backend"] for r in runs} == {"ray"}
+    groups = {tuple(json.loads(Path(d).read_text())["execution"]["fused_group"]["members"])
+              for d in (out / "toy" / "runs").rglob("results.json")}
+    assert len(groups) == 1 and len(next(iter(groups))) == 3
+    again = disbench(cluster[1], *args, *on_ray(cluster))
+    assert again.returncode == 0 and "all complete" in again.stdout and "Ray tasks" not in again.stdout

@@ -7,12 +7,14 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 
 from ..data.preview import draw_preview
 from ..errors import DisbenchError
 from ..registry import get_registry
+from ..runner import check_output_file
 from .common import DATA_ROOT_DEFAULT
 
 
@@ -79,6 +81,7 @@ def summary(dataset, seconds: float) -> str:
 
 
 def run_show(args) -> int:
+    check_output_file(Path(args.out))
     dataset = load_dataset(args.name, args.data_root)
     path = draw_preview(dataset, args.out, np.random.default_rng(args.seed))
     print(f"{dataset.name}: preview written to {path}")

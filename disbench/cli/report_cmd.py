@@ -11,6 +11,7 @@ from ..compare.plan import RUNS_FOLDER
 from ..compare.report import FIGURES_FOLDER, write_compare_report
 from ..errors import DisbenchError
 from ..figures import draw_figures
+from ..runner import check_output_dir
 from ..runs import RESULTS_NAME, load_results
 from .common import add_device_option, add_progress_option, add_same_execution_option
 
@@ -33,6 +34,7 @@ def add_parser(subparsers) -> None:
 def run_report(args) -> int:
     path = Path(args.path)
     out = Path(args.out) if args.out else path
+    check_output_dir(out)
     device = resolve_device(args.device)
     progress = False if args.no_progress else None
     if (path / COMPARE_NAME).is_file() or (path / RUNS_FOLDER).is_dir():

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from ..builders import build_model, check_metrics_apply, check_run_config, metric_classes, run_fingerprint
-from ..config import ConfigSources, bindings_of, build_protocol, parse_sources
+from ..config import MAX_SEED, ConfigSources, bindings_of, build_protocol, parse_sources
 from ..data import dataset_info
 from ..errors import DisbenchError
 from ..metrics import resolve_metrics, with_representations
@@ -74,6 +74,8 @@ def parse_seeds(text: str) -> list[int]:
     for item in items:
         item = item.strip()
         single, span = re.fullmatch(r"\d+", item), re.fullmatch(r"(\d+)\s*-\s*(\d+)", item)
+        if any(int(n) > MAX_SEED for n in re.findall(r"\d+", item)):
+            raise DisbenchError(f"--seeds {text!r}: seeds go from 0 to {MAX_SEED:,} (2^32 - 1)")
         if single:
             new = [int(item)]
         elif span and int(span[1]) <= int(span[2]):
@@ -95,6 +97,8 @@ def parse_models(text: str | None) -> list[str]:
     models = [m.strip() for m in (text or "").split(",") if m.strip()]
     if not models:
         raise DisbenchError("--models is empty: give comma-separated model names (see `disbench plugins`)")
+    if len(models) != len((text or "").split(",")):
+        raise DisbenchError(f"--models {text!r}: an empty name between commas")
     duplicates = sorted({m for m in models if models.count(m) > 1})
     if duplicates:
         raise DisbenchError(f"--models lists {', '.join(duplicates)} more than once")
