@@ -66,3 +66,17 @@ def test_compare_refuses_what_a_typo_makes(toy_host, capsys, option, value, mess
                  "--out", "cmp", "--device", "cpu", "--no-progress"]) == 2
     one_line_error(capsys, message)
     assert not Path("cmp").exists()
+
+
+def test_an_interrupted_command_says_how_to_continue(toy_host, capsys, monkeypatch):
+    from tests.test_training import interrupted_at_step
+
+    with interrupted_at_step(monkeypatch, 15):
+        assert train(out="my run") == 130
+    err = capsys.readouterr().err.strip()
+    assert err == "disbench train: interrupted; continue it with: disbench train --resume --out 'my run'"
+    assert main(["train", "--resume", "--out", "my run", "--device", "cpu", "--no-progress", "--no-eval"]) == 0
+    with interrupted_at_step(monkeypatch, 5):
+        assert main(["compare", "--models", "vae", "--seeds", "1", "--protocol", TOY_PROTOCOL, "--out", "c",
+                     "--device", "cpu", "--no-progress", "--no-figures"]) == 130
+    assert "interrupted; run the same command again to continue" in capsys.readouterr().err

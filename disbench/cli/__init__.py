@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shlex
 import sys
 
 from ..errors import DisbenchError
@@ -46,8 +47,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"disbench {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"disbench {args.command}: interrupted", file=sys.stderr)
+        print(f"disbench {args.command}: interrupted{how_to_continue(args)}", file=sys.stderr)
         return 130
+
+
+def how_to_continue(args) -> str:
+    """After "interrupted": the command that continues the work."""
+    run_dir = getattr(args, "run_dir", None)
+    if args.command == "train" and run_dir is not None:
+        return f"; continue it with: disbench train --resume --out {shlex.quote(str(run_dir))}"
+    if args.command in ("compare", "sweep", "study"):
+        return "; run the same command again to continue (finished runs are kept, interrupted ones resume)"
+    return ""
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -75,11 +75,13 @@ def run_train(args) -> int:
             raise DisbenchError("--resume needs --out RUN_DIR (the run to continue)")
         run_dir = Path(args.out)
         load_results(run_dir)  # a folder that is not a run is refused before anything is made beside it
+        args.run_dir = run_dir  # an interruption says how to continue it
         with sole_writer(run_dir):
             return _resume(args, run_dir, device, execution, progress)
     sources = sources_from_args(args)
     run_dir = Path(args.out) if args.out else default_run_dir(sources, args)
     run_dir = prepare_new_run(run_dir, sources, args.model, evaluate=not args.no_eval)
+    args.run_dir = run_dir  # an interruption says how to continue it
     with sole_writer(run_dir):
         results = _train(run_dir, device, execution, progress, resume=False, evaluate=not args.no_eval)
     _report_results(run_dir, results)
