@@ -208,8 +208,8 @@ def train_group(run_dirs: list[Path], builts: list[BuiltRun], *, resume: bool = 
                 if loggers is not None:
                     loggers.record_failures()
                 if alive():
+                    bar.set_postfix(_postfix(alive()[0].last_row), refresh=False)  # before: a log line shows it
                     bar.update(step - bar.n)
-                    bar.set_postfix(_postfix(alive()[0].last_row), refresh=False)
             if protocol.eval_every and step % protocol.eval_every == 0 and alive():
                 group.write_back()
                 for m in alive():
