@@ -161,14 +161,19 @@ def check_same_config(run_dir: Path, sources: ConfigSources | None, model: str |
     differ = [k for k in sorted(set(saved) | set(requested), key=run_level_first)
               if value(saved, k) != value(requested, k) and k not in CHANGEABLE_ON_RESUME]
     if differ:
-        shown = "; ".join(f"{k}: {saved.get(k, 'unset')} -> {requested.get(k, 'unset')}" for k in differ[:4])
+        shown = "; ".join(f"{k}: {shown_value(saved, k)} -> {shown_value(requested, k)}" for k in differ[:4])
         more = f" (and {len(differ) - 4} more)" if len(differ) > 4 else ""
         raise DisbenchError(
             f"{run_dir} was configured differently from this command: {shown}{more}. A resumed run keeps "
             "its own configuration: drop these options, or start a new run in another folder"
         )
-    if requested != saved:  # only the allowed keys changed: the run continues with them
-        atomic_write_text(config_path, gin.config_str())
+    if any(value(saved, k) != value(requested, k) for k in CHANGEABLE_ON_RESUME):  # the run continues with them
+        atomic_write_text(config_path, gin.config_str())  # (a binding repeated at its value changes no file)
+
+
+def shown_value(bindings: dict, key: str) -> str:
+    """A binding's value in a refusal: as bound, or the default it takes unbound."""
+    return str(bindings[key]) if key in bindings else f"{default_binding(key)} (default)"
 
 
 def train_and_evaluate(run_dir: Path, *, device, resume: bool, evaluate: bool | None = None,

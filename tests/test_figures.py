@@ -51,3 +51,26 @@ def test_beta_log_axis_over_a_narrow_range_still_has_labels(monkeypatch, tmp_pat
     assert len([label for label in labels if label]) >= 2
     values = [float(label) for label in labels]
     assert min(values) >= low * 0.9 and max(values) <= high * 1.1
+
+
+def drawn_curve(monkeypatch, tmp_path, steps, values):
+    figures = {}
+    monkeypatch.setattr(curves, "save_figure", lambda fig, stem: figures.setdefault(Path(stem).name, fig) and [stem])
+    series = {"vae": [[{"step": int(s), "recon": float(v)} for s, v in zip(steps, values)]]}
+    curves.plot_seed_curves(series, "recon", tmp_path / "recon_vs_steps", ylabel="recon", title="recon",
+                            colors={"vae": "C0"})
+    fig = figures["recon_vs_steps"]
+    fig.canvas.draw()
+    return fig.axes[0]
+
+
+def test_a_short_run_draws_markers_and_axes_show_plain_values(monkeypatch, tmp_path):
+    """One or a few log rows are points, not an invisible line; values near 1,176.6 are labelled
+    as such, not as an offset ("+1.1766e3") above the axis."""
+    ax = drawn_curve(monkeypatch, tmp_path, [50], [1176.6])
+    assert ax.get_lines()[0].get_marker() == "o"
+    ax = drawn_curve(monkeypatch, tmp_path, [10, 20, 30], [1176.61, 1176.62, 1176.63])
+    assert ax.yaxis.get_offset_text().get_text() == ""
+    assert ax.get_lines()[0].get_marker() == "o"
+    ax = drawn_curve(monkeypatch, tmp_path, np.arange(1, 200), np.linspace(900, 500, 199))
+    assert ax.get_lines()[0].get_marker() in ("None", None, "")

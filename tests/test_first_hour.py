@@ -80,3 +80,14 @@ def test_an_interrupted_command_says_how_to_continue(toy_host, capsys, monkeypat
         assert main(["compare", "--models", "vae", "--seeds", "1", "--protocol", TOY_PROTOCOL, "--out", "c",
                      "--device", "cpu", "--no-progress", "--no-figures"]) == 130
     assert "interrupted; run the same command again to continue" in capsys.readouterr().err
+
+
+def test_a_no_op_resume_changes_no_file_and_a_refusal_shows_defaults(toy_host, capsys):
+    assert train("--steps", "3", "--no-eval") == 0
+    files = {p: p.read_bytes() for p in Path("run").rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert main(["train", "--resume", "--seed", "0", "--out", "run", "--device", "cpu", "--no-progress"]) == 0
+    assert "nothing to resume" in capsys.readouterr().out
+    assert {p: p.read_bytes() for p in Path("run").rglob("*") if p.is_file()} == files
+    assert main(["train", "--resume", "--seed", "5", "--out", "run", "--device", "cpu", "--no-progress"]) == 2
+    one_line_error(capsys, "Run.seed: 0 (default) -> 5")

@@ -334,4 +334,4 @@ def test_binding_a_parameter_to_its_default_is_no_change_on_resume(trained, caps
     capsys.readouterr()
     assert main(["train", "--resume", "--out", "run", "--device", "cpu", "--no-progress",
                  "--gin_param", "Protocol.precision = 'bf16'"]) == 2
-    one_line_error(capsys, "Protocol.precision: 'fp32' -> 'bf16'")
+    one_line_error(capsys, "Protocol.precision: 'fp32' (default) -> 'bf16'")  # the first resume changed no file

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .style import STEP_LABEL, new_figure, save_figure, styled
+from .style import FEW_POINTS, STEP_LABEL, new_figure, save_figure, styled
 
 
 def _number(value) -> bool:
@@ -41,7 +41,8 @@ def _plot_bands(ax, series: dict, key: str, colors: dict, log_y: bool = False) -
             continue
         steps, mean, std, n = b
         color = colors.get(label)
-        ax.plot(steps, mean, color=color, label=f"{label} ({n} seed{'s' if n > 1 else ''})")
+        ax.plot(steps, mean, color=color, label=f"{label} ({n} seed{'s' if n > 1 else ''})",
+                marker="o" if len(steps) <= FEW_POINTS else None, ms=3)
         if std is not None:
             low = mean - std
             if log_y:  # a band reaching zero cannot be drawn on a log axis: leave that part out

@@ -17,7 +17,9 @@ PAPER_RC = {
     "font.size": 10, "axes.labelsize": 11, "axes.titlesize": 11, "legend.fontsize": 9,
     "xtick.labelsize": 9, "ytick.labelsize": 9, "axes.grid": True, "grid.alpha": 0.3,
     "lines.linewidth": 1.5, "pdf.fonttype": 42, "ps.fonttype": 42,  # embedded TrueType: editable text in PDF
+    "axes.formatter.useoffset": False,  # 1176.6, not "+1.1766e3" above the axis
 }
+FEW_POINTS = 20  # a line of at most this many points is drawn with markers (a short run's few log rows)
 STEP_LABEL = "training step"
 
 
