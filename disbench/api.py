@@ -222,7 +222,7 @@ ROW_KEYS = ("model", "metric", "representation", "column", "mean", "std", "media
 def load_compare(path, *, as_dataframe: bool = False, same_execution: bool = False):
     """The rows of a comparison's table, as ``table.csv`` holds them (one per
     model × table × column: ``model, metric, representation, column, mean, std,
-    median, q1, q3, n, failed, seeds`` and the execution columns ``exec_device``, ``exec_cpu``,
+    median, q1, q3, n, failed, seeds`` (``seeds``: the row's seeds, a list) and the execution columns ``exec_device``, ``exec_cpu``,
     ``exec_threads``, ``exec_group_size``, ``exec_layout``, ``exec_compile``,
     ``exec_deterministic``, ``exec_backend``, ``exec_torch`` (the value among the
     row's averaged runs, or their values joined by ``; ``); ``metric`` is ``final`` for recon / kl / beta and
@@ -237,7 +237,7 @@ def load_compare(path, *, as_dataframe: bool = False, same_execution: bool = Fal
         raise DisbenchError(f"{compare_dir} is not a directory")
     comparison, _ = load_comparison(compare_dir, same_execution=same_execution)
     rows = CompareRows({**dict(zip(ROW_KEYS, (model, metric, representation, col, st.mean, st.std, st.median, st.q1,
-                                              st.q3, st.n, failed, runs, *executed.values()))), **bindings}
-                       for model, metric, representation, col, st, failed, runs, bindings, executed
+                                              st.q3, st.n, failed, seeds, *executed.values()))), **bindings}
+                       for model, metric, representation, col, st, failed, seeds, bindings, executed
                        in table_cells(comparison))
     return rows.to_pandas() if as_dataframe else rows

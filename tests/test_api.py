@@ -180,8 +180,10 @@ def _csv_rows(path):
     def value(key, text):
         if key in ("mean", "std", "median", "q1", "q3"):
             return float(text) if text else None
-        if key in ("n", "failed", "seeds"):
+        if key in ("n", "failed"):
             return int(text)
+        if key == "seeds":
+            return [int(seed) for seed in text.split()]
         return text or None
 
     with open(path) as f:
@@ -195,7 +197,7 @@ def test_load_compare_gives_the_rows_of_table_csv(toy_host):
     assert rows == _csv_rows("cmp/table.csv")
     assert {r["model"] for r in rows} == {"vae", "betavae_h"}
     score = next(r for r in rows if r["model"] == "vae" and r["metric"] == "toy_metric" and r["column"] == "score")
-    assert score["representation"] == "mean" and score["n"] == 2 and score["seeds"] == 2
+    assert score["representation"] == "mean" and score["n"] == 2 and score["seeds"] == [1, 2]
     scores = [load(f"cmp/runs/vae/seed{s}")["metrics"]["toy_metric"]["score"] for s in (1, 2)]
     assert score["mean"] == pytest.approx(np.mean(scores)) and score["std"] == pytest.approx(np.std(scores, ddof=1))
     assert [score[k] for k in ("q1", "median", "q3")] == pytest.approx(list(np.percentile(scores, [25, 50, 75])))

@@ -48,7 +48,7 @@ def test_compare_end_to_end_tables_match_the_runs(compared):
             row = by_key[(model, "toy_metric", column)]
             assert float(row["mean"]) == pytest.approx(np.mean(values), rel=1e-12)
             assert float(row["std"]) == pytest.approx(np.std(values, ddof=1), rel=1e-12)
-            assert (row["n"], row["failed"], row["seeds"]) == ("2", "0", "2")
+            assert (row["n"], row["failed"], row["seeds"]) == ("2", "0", "1 2")
             assert metric_rows[i + 1][2 + j] == f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}"
         recon = [r["final"]["recon"] for r in per_seed]
         assert float(by_key[(model, "final", "recon")]["mean"]) == pytest.approx(np.mean(recon), rel=1e-12)

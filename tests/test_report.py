@@ -80,7 +80,14 @@ def test_kl_panel_draws_every_latent_the_total_and_the_set_point(monkeypatch, tm
     curves.plot_kl_per_latent({"controlled": rows, "plain": no_setpoint}, tmp_path / "kl_per_latent")
     axes = [ax for ax in drawn["kl_per_latent"].axes if ax.get_visible()]
     labels = [[line.get_label() for line in ax.get_lines()] for ax in axes]
-    assert labels == [["z1", "z2", "z3", "total KL", "set point C(t)"], ["z1", "z2", "z3", "total KL"]]
+    assert labels == [["z0", "z1", "z2", "total KL", "set point C(t)"], ["z0", "z1", "z2", "total KL"]]  # as elsewhere
+    # the legend beside the axes, never over the curves
+    fig = drawn["kl_per_latent"]
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in axes:
+        legend, plot = ax.get_legend().get_window_extent(renderer), ax.get_window_extent(renderer)
+        assert legend.x0 >= plot.x1
     setpoint = axes[0].get_lines()[-1]
     assert list(setpoint.get_ydata()) == [r["setpoint"] for r in rows]
     assert [ax.get_title() for ax in axes] == ["controlled", "plain"] and axes[0].get_ylabel() == "KL (nats)"

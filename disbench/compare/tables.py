@@ -20,7 +20,8 @@ marked † and its runs are named below each table.
 
 table.csv (long format): one row per model × table × column with
 ``model, metric, representation, column, mean, std, median, q1, q3, n, failed,
-seeds`` (median and quartiles over the complete seeds, linearly interpolated):
+seeds`` (median and quartiles over the complete seeds, linearly interpolated; ``seeds``
+lists the row's seeds, space-separated):
 ``metric`` is the metric's name (``dci``, also for ``dci@sampled``) or
 ``final`` (columns recon, kl, beta; no representation), ``dynamics`` (the
 controller and emergence columns, no representation); ``representation``
@@ -255,7 +256,7 @@ def _detail(record) -> str:
 
 def table_cells(comparison: Comparison) -> list[tuple]:
     """Every cell of the tables, long format: (model, metric, representation, column,
-    Stat, failed, runs, bindings, execution); representation is None for the final and
+    Stat, failed, seeds, bindings, execution) — seeds: the row's requested seeds; representation is None for the final and
     dynamics rows; bindings are the row's grid point in a sweep ({} in a compare);
     execution maps each setting to its value(s) among the row's averaged runs."""
     out = []
@@ -266,7 +267,8 @@ def table_cells(comparison: Comparison) -> list[tuple]:
         rows += [("final", None, k, s.final[k]) for k in FINAL_KEYS]
         rows += [("dynamics", None, k, s.dynamics[k]) for k in DYNAMICS_HEADERS]
         executed = execution_values(s)
-        out += [(s.model, metric, representation, col, st, len(s.failed), len(s.runs), dict(s.point.bindings),
+        out += [(s.model, metric, representation, col, st, len(s.failed), [r.seed for r in s.runs],
+                 dict(s.point.bindings),
                  executed) for metric, representation, col, st in rows]
     return out
 
@@ -277,10 +279,10 @@ def csv_text(comparison: Comparison) -> str:
     axes = list(comparison.grid)
     writer.writerow(["model", *axes, "metric", "representation", "column", "mean", "std", "median", "q1", "q3", "n",
                      "failed", "seeds", *EXECUTION_COLUMNS])
-    for model, metric, representation, col, st, failed, runs, bindings, executed in table_cells(comparison):
+    for model, metric, representation, col, st, failed, seeds, bindings, executed in table_cells(comparison):
         writer.writerow([model, *(bindings.get(a, "") for a in axes), metric, representation or "", col,
-                         _num(st.mean), _num(st.std), _num(st.median), _num(st.q1), _num(st.q3), st.n, failed, runs,
-                         *executed.values()])
+                         _num(st.mean), _num(st.std), _num(st.median), _num(st.q1), _num(st.q3), st.n, failed,
+                         " ".join(map(str, seeds)), *executed.values()])
     return out.getvalue()
 
 

@@ -143,7 +143,7 @@ def plot_kl_per_latent(panels: dict, stem: Path, emergence: dict | None = None) 
         per_dim = np.array([r["kl_per_dim"] for r in rows], dtype=float)
         cmap = _latent_colormap(per_dim.shape[1])
         for j in range(per_dim.shape[1]):
-            ax.plot(steps, per_dim[:, j], color=cmap(j), lw=1.0, label=f"z{j + 1}")
+            ax.plot(steps, per_dim[:, j], color=cmap(j), lw=1.0, label=f"z{j}")  # 0-based, as everywhere
         if all(_number(r.get("kl")) for r in rows):
             ax.plot(steps, [r["kl"] for r in rows], color="0.2", lw=1.2, label="total KL")
         setpoint = [(r["step"], r["setpoint"]) for r in rows if _number(r.get("setpoint"))]
@@ -158,7 +158,7 @@ def plot_kl_per_latent(panels: dict, stem: Path, emergence: dict | None = None) 
             gap = marks.get("smallest_gap")
             title = f"{title}\n{len(marks.get('order') or [])} emerged" + (f", smallest gap {gap:,} steps" if gap else "")
         ax.set(xlabel=STEP_LABEL, ylabel="KL (nats)", title=title)
-        ax.legend(fontsize=7, ncol=2, loc="best")
+        ax.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside: never over a curve
     for ax in axes[len(panels):]:
         ax.set_visible(False)
     return save_figure(fig, stem)

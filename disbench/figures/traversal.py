@@ -39,7 +39,7 @@ def plot_traversal(trained, stem: Path, *, image_index: int | None = None, value
     ax.set_xticks([w / 2 - 0.5] + [extra + c * (w + GAP) + w / 2 - 0.5 for c in range(cols)],
                   ["input"] + [f"{v:+.1f}" for v in values], fontsize=8)
     ax.set_yticks([r * (h + GAP) + h / 2 - 0.5 for r in range(rows)],
-                  [f"z{j + 1} ({kl[j]:.2f})" for j in order], fontsize=8)
+                  [f"z{j} ({kl[j]:.2f})" for j in order], fontsize=8)
     ax.grid(False)
     ax.tick_params(length=0)
     for spine in ax.spines.values():
