@@ -24,7 +24,7 @@ from .execution import COLUMNS as EXECUTION_COLUMNS
 from .models.architecture import IMAGE_SIZE
 from .models.traversal import TRAVERSAL_VALUES, traverse
 from .runs import CONFIG_NAME, METRICS_LOG_NAME
-from .trained import load_trained
+from .trained import load_dataset_of, load_trained
 from .training.scalars import SCALARS_NAME, read_scalars
 
 DEFAULT_BATCH = 1024  # images encoded or decoded at a time (the evaluation's batch)
@@ -38,7 +38,7 @@ class LoadedRun:
         self._trained = trained
         self.run_dir: Path = Path(trained.run_dir)
         self.model: torch.nn.Module = trained.model
-        self.dataset = trained.dataset
+        self._dataset = trained.dataset  # None until needed: load_run reads no images
         self.device: torch.device = torch.device(trained.built.device)
         self.protocol = trained.protocol          # disbench.config.Protocol
         self.settings = trained.run               # disbench.config.Run: model, seed, scheduler, loggers
@@ -46,6 +46,13 @@ class LoadedRun:
         self.results: dict = trained.results
         self.scalars: list[dict] = read_scalars(self.run_dir / SCALARS_NAME)
         self.metrics_log: list[dict] = read_scalars(self.run_dir / METRICS_LOG_NAME)
+
+    @property
+    def dataset(self):
+        """The run's dataset (an :class:`disbench.data.ImageDataset`), built on first use."""
+        if self._dataset is None:
+            self._dataset = load_dataset_of(self.run_dir)
+        return self._dataset
 
     # -- what was recorded --------------------------------------------------------
     @property
@@ -197,7 +204,7 @@ def load_run(path, device="cpu") -> LoadedRun:
     ``import`` line is executed.
     """
     chosen = device if isinstance(device, torch.device) else resolve_device(str(device))
-    return LoadedRun(load_trained(Path(path), device=chosen))
+    return LoadedRun(load_trained(Path(path), device=chosen, data=False))
 
 
 # -- comparisons ------------------------------------------------------------------

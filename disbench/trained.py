@@ -15,10 +15,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import gin
 import torch
 
-from .builders import BuiltRun, build_configured_run
-from .config import parse_saved_config
+from .builders import BuiltRun, build_configured_run, build_dataset, build_model, check_run_config, run_fingerprint
+from .config import build_protocol, config_notes, parse_saved_config
 from .errors import DisbenchError
 from .evaluation import evaluate_model
 from .loggers.evaluated import send_evaluated
@@ -52,8 +53,10 @@ class TrainedRun:
         return self.built.run
 
 
-def load_trained(run_dir: Path, *, device="cpu") -> TrainedRun:
-    """Rebuild a finished run: its saved config (imports refused), dataset and final weights."""
+def load_trained(run_dir: Path, *, device="cpu", data: bool = True) -> TrainedRun:
+    """Rebuild a finished run: its saved config (imports refused), dataset and final weights.
+    ``data=False``: the model only, built from the dataset's metadata (the images, often
+    gigabytes, are not loaded; ``built.dataset`` is None)."""
     run_dir = Path(run_dir)
     results = load_results(run_dir)
     if results.get("status") != "complete":
@@ -63,10 +66,25 @@ def load_trained(run_dir: Path, *, device="cpu") -> TrainedRun:
         )
     parse_saved_config(run_dir / CONFIG_NAME)
     state = load_checkpoint(run_dir / CHECKPOINT_NAME, map_location=device)
-    built = build_configured_run(device)
+    built = build_configured_run(device) if data else build_model_only(device)
     built.model.load_state_dict(state["model"])
     built.model.eval()
     return TrainedRun(run_dir, results, built)
+
+
+def build_model_only(device) -> BuiltRun:
+    """The configured run's model, from its dataset's metadata (no images), without a dataset."""
+    protocol, run, info = check_run_config()
+    with torch.random.fork_rng(devices=[]):  # initial weights, replaced by the checkpoint's
+        model = build_model(run, protocol, info).to(device)
+    return BuiltRun(protocol, run, None, model, torch.device(device), run_fingerprint(protocol, info.num_images),
+                    config_notes(), gin.operative_config_str())
+
+
+def load_dataset_of(run_dir: Path):
+    """The dataset a run was trained on, built from its saved config."""
+    parse_saved_config(Path(run_dir) / CONFIG_NAME)
+    return build_dataset(build_protocol())
 
 
 def evaluate_built(run_dir: Path, built: BuiltRun, metric_names, *, progress: bool | None = None,

@@ -225,3 +225,20 @@ def test_load_compare_refusals(toy_host, monkeypatch):
 
     with pytest.raises(DisbenchError, match=r'pip install -e "\.\[pandas\]"'):
         CompareRows([]).to_pandas()
+
+
+def test_load_run_reads_no_images_until_the_dataset_is_asked_for(toy_host, monkeypatch):
+    """Loading a run costs about the model: the dataset (gigabytes for the real ones) is built
+    the first time ``run.dataset`` is read, from the run's own config (whatever gin holds then)."""
+    import disbench.builders as builders
+    import disbench.trained as trained
+
+    assert main(["train", "--model", "vae", "--protocol", TOY_PROTOCOL, "--out", "run", "--steps", "5",
+                 "--device", "cpu", "--no-progress", "--no-eval"]) == 0
+    built, real = [], builders.build_dataset
+    monkeypatch.setattr(trained, "build_dataset", lambda protocol: built.append(protocol.dataset) or real(protocol))
+    monkeypatch.setattr(builders, "build_dataset", lambda protocol: built.append(protocol.dataset) or real(protocol))
+    run = disbench.load_run("run")
+    assert built == [] and run.encode(np.zeros((2, 64, 64, 1), dtype=np.uint8))[0].shape == (2, 4)
+    assert run.dataset.images.shape == (72, 1, 64, 64) and built == ["toy_squares"]
+    assert run.dataset is run.dataset and built == ["toy_squares"]  # built once
