@@ -54,7 +54,7 @@ def plan_size(jobs: list[RunJob]) -> tuple[dict, int]:
         if key not in steps_by_sources:
             parse_sources(job.sources, model=job.model)
             steps_by_sources[key] = check_run_config()[0].steps
-        done = (read_status(job.run_dir) or {}).get("checkpoint_step") or 0 if job.action != TRAIN else 0
+        done = 0 if job.action == TRAIN else (read_status(job.run_dir) or {}).get("checkpoint_step") or 0
         run_steps += max(0, steps_by_sources[key] - int(done))
     return {a: n for a, n in runs.items() if n}, run_steps
 

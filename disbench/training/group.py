@@ -185,9 +185,9 @@ class RunGroup:
     def stacked(self, models: list[nn.Module], names: list[str]) -> dict:
         """The parameters ``names`` of ``models`` stacked: new [len(models), ...] leaves
         on the members' device (as ``torch.func.stack_module_state`` makes them)."""
-        out = {}
+        out, by_name = {}, [dict(m.named_parameters()) for m in models]  # each model's, read once
         for name in names:
-            tensors = [dict(m.named_parameters())[name] for m in models]
+            tensors = [params[name] for params in by_name]
             t = torch.stack(tensors).detach()
             if self.protocol.channels_last:
                 t = member_channels_last(t)
